@@ -1,0 +1,120 @@
+"""Bootstrap of an asyncio gRPC server with health, reflection and graceful shutdown."""
+
+import asyncio
+import logging
+import signal
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from shared.logs import request_id_var
+from shared.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+
+class RequestIdInterceptor(grpc.aio.ServerInterceptor):
+    """Sets the request id log field from the ``x-request-id`` metadata, or a new one."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        request_id = ""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "x-request-id" and isinstance(value, str):
+                request_id = value[:64]
+                break
+        request_id_var.set(request_id or uuid.uuid4().hex[:16])
+        return await continuation(handler_call_details)
+
+
+def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
+    """Return the channel arguments of a service's server."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Clients that ping every 10 s or slower are accepted instead of being sent
+        # GOAWAY "too_many_pings" (the C-core default minimum is 5 minutes).
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Connections are closed after about 5 minutes so that clients re-resolve and
+        # spread their calls over new replicas; calls in flight get 30 s to finish.
+        ("grpc.max_connection_age_ms", 300_000),
+        ("grpc.max_connection_age_grace_ms", 30_000),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class GrpcService:
+    """One running service: its gRPC server, health servicer and bound port."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        register: Callable[[grpc.aio.Server], list[str]],
+        on_stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.server = grpc.aio.server(
+            interceptors=[RequestIdInterceptor()],
+            options=server_options(settings),
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        )
+        self.health = health.aio.HealthServicer()
+        self._on_stop = on_stop
+        self._stopping = False
+
+        service_names = register(self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self._service_names = service_names
+        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        if self.port == 0:
+            raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
+
+    async def start(self) -> None:
+        """Start serving and mark every service SERVING."""
+        await self.server.start()
+        for service_name in ["", *self._service_names]:
+            await self.health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info(
+            "%s started",
+            self.name,
+            extra={"address": f"{self.settings.host}:{self.port}"},
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Turn health NOT_SERVING, let in-flight calls finish within grace, then stop."""
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = self.settings.grace_seconds if grace is None else grace
+        logger.info("%s stopping", self.name, extra={"grace_seconds": grace})
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        if self._on_stop is not None:
+            await self._on_stop()
+        logger.info("%s stopped", self.name)
+
+    async def run_until_signal(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_requested.set)
+
+        await stop_requested.wait()
+        await self.stop()
