@@ -1,5 +1,7 @@
 """Bootstrap of an asyncio gRPC server with health, reflection and graceful shutdown."""
 
+from __future__ import annotations
+
 import asyncio
 import logging
 import signal

@@ -1,0 +1,31 @@
+"""Entry point ``trustfirst-identity``: serves the identity service until SIGTERM."""
+
+import asyncio
+import logging
+
+from services.identity.app import create_service
+from services.identity.hashing import HashKeyError
+from services.identity.settings import IdentitySettings
+from shared.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+
+async def _serve(settings: IdentitySettings) -> None:
+    service = create_service(settings)
+    await service.run_until_signal()
+
+
+def main() -> None:
+    """Read settings from the environment, then serve until SIGTERM or SIGINT."""
+    settings = IdentitySettings()
+    configure_logging("identity", settings.log_level, settings.log_format)
+    try:
+        asyncio.run(_serve(settings))
+    except HashKeyError as error:
+        logger.error("identity service not started: %s", error)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
