@@ -42,7 +42,7 @@ class DemoConfig:
     data_path: Path | None = None
     redis_url: str | None = None
     limit: int = 0
-    concurrency: int = 16
+    concurrency: int = 4
     seed: int = 7
 
 
@@ -60,6 +60,7 @@ class DemoReport:
     errors: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     replay_seconds: float = 0.0
+    concurrency: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready data, with latency percentiles."""
@@ -71,6 +72,7 @@ class DemoReport:
             "load_seconds": self.load_seconds,
             "decisions": len(self.latencies_ms),
             "replay_seconds": round(self.replay_seconds, 2),
+            "concurrency": self.concurrency,
             "actions": dict(self.actions.most_common()),
             "silences": dict(self.silences.most_common()),
             "errors": dict(self.errors.most_common()),
@@ -169,7 +171,10 @@ def print_report(report: DemoReport, out_path: Path) -> None:
     loads = ", ".join(f"{k} {v:.1f} s" for k, v in report.load_seconds.items())
     print(f"Loaded: {loads}")
     rate = decisions / report.replay_seconds if report.replay_seconds else 0.0
-    print(f"Decisions: {decisions:,} in {report.replay_seconds:.1f} s ({rate:,.0f}/s)")
+    print(
+        f"Decisions: {decisions:,} in {report.replay_seconds:.1f} s "
+        f"({rate:,.0f}/s, {report.concurrency} calls in flight)"
+    )
     print("  actions chosen:")
     for action, count in report.actions.most_common():
         print(f"    {action:<32} {count:>7,}  {100 * count / max(decisions, 1):5.1f}%")
@@ -192,7 +197,7 @@ def run_demo(config: DemoConfig) -> DemoReport:
 
     customers = load_customers(config.data_path, config.limit)
     models_dir = ensure_model(config.data_dir / "models", config.data_path)
-    report = DemoReport(customers=len(customers))
+    report = DemoReport(customers=len(customers), concurrency=config.concurrency)
     report.purchases = sum(len(c.purchases) for c in customers)
     report.model_version, report.holdout_auc = model_summary(models_dir)
     print(f"Starting the suite in {config.data_dir} ...", flush=True)
