@@ -21,6 +21,14 @@ def redis_server() -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture(scope="session")
+def durable_redis() -> Iterator[EmbeddedRedis]:
+    """A redis-server with fsync on every write, as consent requires for its writes."""
+    server = EmbeddedRedis(appendfsync="always").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def redis_url(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
 

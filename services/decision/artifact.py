@@ -1,8 +1,9 @@
 """Layout of a model artifact on disk.
 
-An artifact is a folder ``<root>/<version>/`` holding ``model.txt`` (LightGBM text format)
-and ``manifest.json``. A root folder may hold several versions and a ``CURRENT`` file that
-names the one to serve.
+An artifact is a folder ``<root>/<version>/`` holding ``model.txt`` (LightGBM text format),
+``manifest.json`` and the other files of its bundle (see bundle.py). A root folder, the
+model registry, may hold several versions and a ``CURRENT`` file that names the one to
+serve.
 """
 
 import hashlib
@@ -10,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +64,19 @@ def resolve_artifact_dir(path: Path) -> Path:
 
 
 def write_artifact(
-    root: Path, version: str, model_text: str, manifest: dict[str, Any]
+    root: Path,
+    version: str,
+    model_text: str,
+    manifest: dict[str, Any],
+    extra_files: Mapping[str, bytes] | None = None,
+    promote: bool = True,
 ) -> Path:
-    """Write ``root/version/`` and point ``root/CURRENT`` at it; return the folder.
+    """Write ``root/version/`` and, with promote, point ``root/CURRENT`` at it.
 
-    The folder is written under a temporary name and renamed, and CURRENT is replaced by
-    rename, so a reader sees either the previous version or the complete new one.
-    Raises FileExistsError when the version folder already exists.
+    extra_files maps file names to their bytes. The folder is written under a temporary
+    name and renamed, and CURRENT is replaced by rename, so a reader sees either the
+    previous version or the complete new one. Returns the folder. Raises FileExistsError
+    when the version folder already exists.
     """
     root.mkdir(parents=True, exist_ok=True)
     target = root / version
@@ -81,13 +89,21 @@ def write_artifact(
         (staging / MANIFEST_FILE).write_text(
             json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8"
         )
+        for name, data in (extra_files or {}).items():
+            (staging / name).write_bytes(data)
         os.chmod(staging, 0o755)
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-    pointer = root / f".{CURRENT_FILE}.tmp"
+    if promote:
+        point_current(root, version)
+    return target
+
+
+def point_current(root: Path, version: str) -> None:
+    """Replace ``root/CURRENT`` by rename, so a reader sees the old or the new version."""
+    pointer = root / f".{CURRENT_FILE}.{os.getpid()}.tmp"
     pointer.write_text(version + "\n", encoding="utf-8")
     pointer.replace(root / CURRENT_FILE)
-    return target

@@ -1,8 +1,10 @@
 """The action catalog: loading, validation and the candidate sets per channel and touchpoint.
 
-The catalog is a TOML file (the packaged ``catalog.toml`` unless a path is configured).
-Candidate sets are built once at load, with their scoring parameters as numpy arrays and
-the union of their consent pairs, so a request only looks them up.
+The catalog is a TOML file: the one inside the served model bundle, or the packaged
+``catalog.toml``. Besides the actions it contains the contact caps per channel and the
+policy rules (holdout and exploration shares). Candidate sets are built once at load, with their
+scoring and eligibility parameters as numpy arrays and the union of their consent pairs,
+so a request only looks them up.
 """
 
 import hashlib
@@ -30,8 +32,20 @@ ConsentPair: TypeAlias = tuple[Purpose, Channel]
 MAX_ACTIONS = 256
 MAX_DESCRIPTION_LENGTH = 256
 ACTION_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# A cap period longer than a year would need a contact history the service does not keep.
+MAX_CAP_PERIOD_DAYS = 365
+MAX_CAPS = 32
+MAX_SALT_LENGTH = 64
 
-_TOP_LEVEL_KEYS = {"margin_rate", "default_order_value_cents", "actions"}
+_TOP_LEVEL_KEYS = {
+    "margin_rate",
+    "default_order_value_cents",
+    "actions",
+    "caps",
+    "policy",
+}
+_POLICY_KEYS = {"holdout_share", "holdout_salt", "exploration_share"}
+_CAP_KEYS = {"channel", "max_contacts", "period_days"}
 _REQUIRED_ACTION_KEYS = {
     "id",
     "kind",
@@ -46,6 +60,9 @@ _OPTIONAL_ACTION_KEYS = {
     "discount_rate",
     "discount_cents",
     "min_purchase_count",
+    "min_recency_days",
+    "max_recency_days",
+    "min_basket_cents",
 }
 
 
@@ -78,6 +95,37 @@ class CatalogAction:
     """Fixed amount given away on an order placed with the action, in cents."""
     min_purchase_count: int = 0
     """The action is ineligible for customers with fewer purchases on record."""
+    min_recency_days: int = 0
+    """The action is ineligible for customers whose latest purchase is more recent; 0
+    means no rule. A customer with no purchase passes."""
+    max_recency_days: int = 0
+    """The action is ineligible for customers whose latest purchase is older; 0 means no
+    rule. A customer with no purchase fails."""
+    min_basket_cents: int = 0
+    """The action is ineligible when the request's basket is worth less, in cents."""
+
+
+@dataclass(frozen=True)
+class ContactCap:
+    """At most max_contacts chosen actions on channel in any rolling period_days."""
+
+    channel: Channel
+    max_contacts: int
+    period_days: int
+
+
+@dataclass(frozen=True)
+class PolicyRules:
+    """Holdout and exploration rules of the decision policy."""
+
+    holdout_share: float = 0.0
+    """Share of profiles, picked by a salted hash of the profile id, that always get
+    silence."""
+    holdout_salt: str = ""
+    """Salt of the holdout hash; changing it draws a new holdout."""
+    exploration_share: float = 0.0
+    """Share of decisions whose choice is drawn uniformly among the permitted, eligible
+    actions and silence."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +142,21 @@ class CandidateSet:
     discount_cents: npt.NDArray[np.float64] = field(repr=False)
     cost_cents: npt.NDArray[np.float64] = field(repr=False)
     min_purchase_count: npt.NDArray[np.int64] = field(repr=False)
+    min_recency_days: npt.NDArray[np.float64] = field(repr=False)
+    max_recency_days: npt.NDArray[np.float64] = field(repr=False)
+    """0 (no rule) is stored as infinity."""
+    min_basket_cents: npt.NDArray[np.float64] = field(repr=False)
+    caps: tuple[ContactCap, ...] = ()
+    """Contact caps of the candidates' channel (every candidate of a set shares it)."""
+
+    @property
+    def action_ids(self) -> tuple[str, ...]:
+        return tuple(action.action_id for action in self.actions)
 
 
-def build_candidate_set(actions: Sequence[CatalogAction]) -> CandidateSet:
+def build_candidate_set(
+    actions: Sequence[CatalogAction], caps: Sequence[ContactCap] = ()
+) -> CandidateSet:
     """Precompute the consent pairs and scoring arrays of actions."""
     pairs: dict[ConsentPair, int] = {}
     action_pairs: list[tuple[int, ...]] = []
@@ -121,6 +181,12 @@ def build_candidate_set(actions: Sequence[CatalogAction]) -> CandidateSet:
         min_purchase_count=np.array(
             [a.min_purchase_count for a in actions], dtype=np.int64
         ),
+        min_recency_days=column("min_recency_days"),
+        max_recency_days=np.array(
+            [a.max_recency_days or math.inf for a in actions], dtype=np.float64
+        ),
+        min_basket_cents=column("min_basket_cents"),
+        caps=tuple(caps),
     )
 
 
@@ -133,18 +199,27 @@ class Catalog:
         margin_rate: float,
         default_order_value_cents: int,
         version: str,
+        caps: Sequence[ContactCap] = (),
+        policy: PolicyRules = PolicyRules(),
+        source: bytes = b"",
     ) -> None:
         self.actions = tuple(actions)
         self.margin_rate = margin_rate
         self.default_order_value_cents = default_order_value_cents
         self.version = version
+        self.caps = tuple(caps)
+        self.policy = policy
+        self.source = source
+        """The TOML bytes the catalog was parsed from; empty when built in code."""
+        self.action_costs = {a.action_id: float(a.cost_cents) for a in self.actions}
 
         self._any_touchpoint: dict[Channel, CandidateSet] = {}
         self._by_touchpoint: dict[tuple[Channel, str], CandidateSet] = {}
         for channel in {action.channel for action in self.actions}:
             on_channel = [a for a in self.actions if a.channel == channel]
+            channel_caps = self.caps_of(channel)
             self._any_touchpoint[channel] = build_candidate_set(
-                [a for a in on_channel if not a.touchpoints]
+                [a for a in on_channel if not a.touchpoints], channel_caps
             )
             for touchpoint in {t for a in on_channel for t in a.touchpoints}:
                 offered = [
@@ -153,9 +228,18 @@ class Catalog:
                     if not a.touchpoints or touchpoint in a.touchpoints
                 ]
                 self._by_touchpoint[(channel, touchpoint)] = build_candidate_set(
-                    offered
+                    offered, channel_caps
                 )
         self._empty = build_candidate_set([])
+
+    def caps_of(self, channel: Channel) -> tuple[ContactCap, ...]:
+        """Return the contact caps that apply to channel."""
+        return tuple(cap for cap in self.caps if cap.channel == channel)
+
+    @property
+    def contact_lookback_days(self) -> int:
+        """Return the longest cap period, in days (0 without caps)."""
+        return max((cap.period_days for cap in self.caps), default=0)
 
     def candidates(self, channel: Channel, touchpoint: str) -> CandidateSet:
         """Return the actions offered on channel at touchpoint, in catalog order."""
@@ -194,11 +278,87 @@ def parse_catalog(data: bytes, source: str) -> Catalog:
     margin_rate = _number(document, "margin_rate", "", problems, low=0.0, high=1.0)
     default_value = _integer(document, "default_order_value_cents", "", problems)
     actions = _parse_actions(document.get("actions"), problems)
+    caps = _parse_caps(document.get("caps", []), problems)
+    policy = _parse_policy(document.get("policy", {}), problems)
     if problems:
         raise CatalogError(source, problems)
 
     version = hashlib.sha256(data).hexdigest()[:16]
-    return Catalog(actions, margin_rate, default_value, version)
+    return Catalog(
+        actions,
+        margin_rate,
+        default_value,
+        version,
+        caps=caps,
+        policy=policy,
+        source=data,
+    )
+
+
+def _parse_caps(raw: Any, problems: list[str]) -> list[ContactCap]:
+    if not isinstance(raw, list):
+        problems.append("caps: expected [[caps]] tables")
+        return []
+    if len(raw) > MAX_CAPS:
+        problems.append(f"caps: {len(raw)} caps, at most {MAX_CAPS} allowed")
+        return []
+
+    caps: list[ContactCap] = []
+    for index, entry in enumerate(raw):
+        where = f"caps[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a table")
+            continue
+        before = len(problems)
+        for key in sorted(set(entry) - _CAP_KEYS):
+            problems.append(f"{where}: unknown key {key!r}")
+        if "channel" not in entry:
+            problems.append(f"{where}.channel: missing")
+        channel = _enum(
+            entry, "channel", where, consent_pb2.Channel, "CHANNEL_", problems
+        )
+        max_contacts = _integer(entry, "max_contacts", where, problems)
+        period_days = _integer(entry, "period_days", where, problems)
+        if "max_contacts" in entry and max_contacts < 1:
+            problems.append(f"{where}.max_contacts: invalid 0: expected 1 or more")
+        if "period_days" in entry and not 1 <= period_days <= MAX_CAP_PERIOD_DAYS:
+            problems.append(
+                f"{where}.period_days: invalid {period_days}: expected 1 to "
+                f"{MAX_CAP_PERIOD_DAYS}"
+            )
+        if len(problems) == before:
+            caps.append(
+                ContactCap(
+                    consent_pb2.Channel.ValueType(channel), max_contacts, period_days
+                )
+            )
+    return caps
+
+
+def _parse_policy(raw: Any, problems: list[str]) -> PolicyRules:
+    if not isinstance(raw, dict):
+        problems.append("policy: expected a [policy] table")
+        return PolicyRules()
+    for key in sorted(set(raw) - _POLICY_KEYS):
+        problems.append(f"policy: unknown key {key!r}")
+
+    holdout = _number(
+        raw, "holdout_share", "policy", problems, low=0.0, high=0.5, default=0.0
+    )
+    exploration = _number(
+        raw, "exploration_share", "policy", problems, low=0.0, high=1.0, default=0.0
+    )
+    salt = raw.get("holdout_salt", "")
+    if not isinstance(salt, str) or len(salt) > MAX_SALT_LENGTH:
+        problems.append(
+            f"policy.holdout_salt: expected text of at most {MAX_SALT_LENGTH} characters"
+        )
+        salt = ""
+    if holdout > 0 and not salt:
+        problems.append("policy.holdout_salt: missing: a holdout needs a salt")
+    return PolicyRules(
+        holdout_share=holdout, holdout_salt=str(salt), exploration_share=exploration
+    )
 
 
 def _parse_actions(raw: Any, problems: list[str]) -> list[CatalogAction]:
@@ -260,6 +420,14 @@ def _parse_action(entry: Any, where: str, problems: list[str]) -> CatalogAction 
     )
     discount_cents = _integer(entry, "discount_cents", where, problems, default=0)
     min_count = _integer(entry, "min_purchase_count", where, problems, default=0)
+    min_recency = _integer(entry, "min_recency_days", where, problems, default=0)
+    max_recency = _integer(entry, "max_recency_days", where, problems, default=0)
+    if max_recency and min_recency > max_recency:
+        problems.append(
+            f"{where}.max_recency_days: invalid {max_recency}: below "
+            f"min_recency_days {min_recency}"
+        )
+    min_basket = _integer(entry, "min_basket_cents", where, problems, default=0)
     if len(problems) > before:
         return None
 
@@ -275,6 +443,9 @@ def _parse_action(entry: Any, where: str, problems: list[str]) -> CatalogAction 
         discount_rate=discount_rate,
         discount_cents=discount_cents,
         min_purchase_count=min_count,
+        min_recency_days=min_recency,
+        max_recency_days=max_recency,
+        min_basket_cents=min_basket,
     )
 
 

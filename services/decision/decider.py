@@ -1,52 +1,70 @@
-"""The Decide flow: resolve the profile, read features and check consent concurrently,
-score the candidates, choose an action or silence, and record the decision.
+"""The Decide flow: resolve the profile, read features and contacts and check consent
+concurrently, score the candidates, choose an action or silence under the caps, holdout
+and exploration, and commit the decision.
 
 Consent gates every response that has a profile: exactly one CheckConsent is made per
 such Decide, and a response without a valid consent result is silence (fail closed).
+Each Decide reads the served bundle once and uses it from start to finish, so a hot
+reload never mixes two versions in one decision.
 """
 
 import asyncio
+import hashlib
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from services.decision.arbitration import (
-    Choice,
-    choose,
-    expected_order_value,
-    score_candidates,
-)
-from services.decision.catalog import CandidateSet, Catalog, ConsentPair
+from services.decision.arbitration import Choice, cap_reached, choose
+from services.decision.bundle import Bundle
+from services.decision.catalog import CandidateSet, ConsentPair, PolicyRules
 from services.decision.clients import (
     ConsentClient,
     ConsentResult,
     IdentityClient,
     IdentityUnavailable,
 )
-from services.decision.decision_log import DecisionLog
+from services.decision.decision_log import ContactWrite, DecisionLog
 from services.decision.domain import (
     CandidateResult,
-    CandidateStatus,
     DecideQuery,
     Decision,
     SilenceReason,
 )
-from services.decision.feature_store import FeatureStore
-from services.decision.features import FEATURE_NAMES, PurchaseAggregate, feature_vector
+from services.decision.feature_store import FeatureStore, ProfileState
+from services.decision.features import (
+    CONTACT_LOOKBACK_DAYS,
+    SECONDS_PER_DAY,
+    PurchaseAggregate,
+    decision_features,
+)
 from services.decision.limits import is_valid_profile_id
 from services.decision.log_throttle import WarningThrottle
-from services.decision.model import RepeatPurchaseModel
+from services.decision.records import RecordContext, decision_record
+from services.decision.scoring import score_rows
 from trustfirst.consent.v1 import consent_pb2
 from trustfirst.decision.v1 import decision_pb2
 
 logger = logging.getLogger(__name__)
 
 _UNSPECIFIED_STATUS = decision_pb2.CANDIDATE_STATUS_UNSPECIFIED
+
+
+def holdout_position(salt: str, profile_id: str) -> float:
+    """Return a stable number in [0, 1) for profile_id: a SHA-256 of salt and id."""
+    digest = hashlib.sha256(f"{salt}:{profile_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def in_holdout(rules: PolicyRules, profile_id: str) -> bool:
+    """Return whether profile_id belongs to the holdout that rules define."""
+    if rules.holdout_share <= 0.0:
+        return False
+    return holdout_position(rules.holdout_salt, profile_id) < rules.holdout_share
 
 
 @dataclass(frozen=True)
@@ -63,51 +81,70 @@ class Decider:
 
     def __init__(
         self,
-        catalog: Catalog,
-        model: RepeatPurchaseModel,
+        bundle: Bundle,
         features: FeatureStore,
         identity: IdentityClient,
         consent: ConsentClient,
         decision_log: DecisionLog,
         features_deadline_seconds: float,
+        attribution_window_days: int = 90,
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
-        self.catalog = catalog
-        self.model = model
+        self._bundle = bundle
         self._features = features
         self._identity = identity
         self._consent = consent
         self._decision_log = decision_log
         self._features_deadline_seconds = features_deadline_seconds
+        self._attribution_window_days = attribution_window_days
         self._clock = clock
+        # Exploration draws; not for security, so the default generator suffices.
+        self._rng = rng or random.Random()
         self._warnings = WarningThrottle(logger)
+
+    @property
+    def bundle(self) -> Bundle:
+        """The bundle new decisions are made with."""
+        return self._bundle
+
+    def swap_bundle(self, bundle: Bundle) -> None:
+        """Serve bundle from the next Decide on; decisions in flight keep theirs."""
+        self._bundle = bundle
 
     async def decide(self, query: DecideQuery) -> Decision:
         """Return the decision for query; dependency failures give silence, not errors.
 
         Raises InvalidArgument only when identity rejects one of query's identifiers.
         """
+        bundle = self._bundle
         decision_id = uuid.uuid4().hex
         profile_id, no_profile_reason = await self._resolve_profile(query)
         if profile_id is None:
             logger.debug("decision %s: silent, no profile", decision_id)
-            return self._silence_without_profile(decision_id, no_profile_reason)
+            return _silence_without_profile(bundle, decision_id, no_profile_reason)
 
         as_of = query.event_time if query.event_time is not None else int(self._clock())
-        candidates = self.catalog.candidates(query.channel, query.touchpoint)
+        candidates = bundle.catalog.candidates(query.channel, query.touchpoint)
         pairs = candidates.pairs or (
             (consent_pb2.PURPOSE_PERSONALISATION, query.channel),
         )
-        aggregate, consent = await asyncio.gather(
-            self._read_features(profile_id), self._check_consent(profile_id, pairs)
+        lookback = max(CONTACT_LOOKBACK_DAYS, bundle.catalog.contact_lookback_days)
+        state, consent = await asyncio.gather(
+            self._read_state(profile_id, as_of, lookback),
+            self._check_consent(profile_id, pairs),
         )
 
-        scored = self._score(candidates, aggregate, as_of)
-        choice = self._choose(candidates, scored, aggregate, consent)
-        decision = self._build_decision(
-            decision_id, profile_id, candidates, scored, choice, consent
+        scored = _score(bundle, candidates, state, as_of)
+        choice = self._choose(
+            bundle, candidates, scored, state, consent, query, profile_id, as_of
         )
-        await self._store_record(query, decision, as_of, scored)
+        decision = _build_decision(
+            bundle, decision_id, profile_id, candidates, scored, choice, consent
+        )
+        decision = await self._commit(
+            bundle, query, decision, candidates, scored, choice, as_of
+        )
         logger.debug(
             "decision %s for profile %s: action %r, silence reason %s",
             decision_id,
@@ -139,11 +176,14 @@ class Decider:
             return None, decision_pb2.SILENCE_REASON_IDENTITY_UNAVAILABLE
         return profile_id, decision_pb2.SILENCE_REASON_UNSPECIFIED
 
-    async def _read_features(self, profile_id: str) -> PurchaseAggregate | None:
-        """Return the profile's aggregate (empty with no history), or None on failure."""
+    async def _read_state(
+        self, profile_id: str, as_of: int, lookback_days: int
+    ) -> ProfileState | None:
+        """Return the profile's aggregate and contacts, or None on failure."""
         try:
-            aggregate = await asyncio.wait_for(
-                self._features.get(profile_id), self._features_deadline_seconds
+            return await asyncio.wait_for(
+                self._features.read_state(profile_id, as_of, lookback_days),
+                self._features_deadline_seconds,
             )
         except Exception as exc:
             # Any failure here only silences the response, so it is logged, not raised.
@@ -151,7 +191,6 @@ class Decider:
                 "features", "features of profile %s unavailable: %r", profile_id, exc
             )
             return None
-        return aggregate if aggregate is not None else PurchaseAggregate()
 
     async def _check_consent(
         self, profile_id: str, pairs: tuple[ConsentPair, ...]
@@ -166,33 +205,16 @@ class Decider:
             )
             return None
 
-    def _score(
-        self, candidates: CandidateSet, aggregate: PurchaseAggregate | None, as_of: int
-    ) -> _Scored:
-        if aggregate is None:
-            return _Scored()
-        # NOTE: a profile with no purchase on record is scored from all-missing features,
-        # a case the CDNOW training snapshots do not contain.
-        features = feature_vector(aggregate, as_of)
-        row = np.array([features], dtype=np.float64)
-        probability = float(self.model.predict(row)[0])
-        if not candidates.actions:
-            return _Scored(features, probability)
-
-        order_value = expected_order_value(
-            aggregate, self.catalog.default_order_value_cents
-        )
-        scores = score_candidates(
-            candidates, probability, order_value, self.catalog.margin_rate
-        )
-        return _Scored(features, probability, tuple(scores.tolist()))
-
     def _choose(
         self,
+        bundle: Bundle,
         candidates: CandidateSet,
         scored: _Scored,
-        aggregate: PurchaseAggregate | None,
+        state: ProfileState | None,
         consent: ConsentResult | None,
+        query: DecideQuery,
+        profile_id: str,
+        as_of: int,
     ) -> Choice:
         count = len(candidates.actions)
         if consent is None:
@@ -201,7 +223,7 @@ class Decider:
                 None, decision_pb2.SILENCE_REASON_CONSENT_UNAVAILABLE, statuses
             )
 
-        if aggregate is None:
+        if state is None or scored.features is None:
             # Refused candidates still show NO_CONSENT; the others were never scored.
             statuses = tuple(
                 _UNSPECIFIED_STATUS
@@ -213,101 +235,188 @@ class Decider:
                 None, decision_pb2.SILENCE_REASON_FEATURES_UNAVAILABLE, statuses
             )
 
-        scores = np.array(scored.scores, dtype=np.float64)
-        return choose(candidates, scores, consent.allowed, aggregate.purchase_count)
+        policy = bundle.catalog.policy
+        aggregate = state.aggregate or PurchaseAggregate()
+        return choose(
+            candidates,
+            np.array(scored.scores, dtype=np.float64),
+            consent.allowed,
+            aggregate.purchase_count,
+            recency_days=scored.features[0],
+            basket_cents=sum(
+                line.quantity * line.unit_price_cents for line in query.basket
+            ),
+            capped=cap_reached(candidates.caps, state.contacts, as_of),
+            holdout=in_holdout(policy, profile_id),
+            exploration_share=policy.exploration_share,
+            rng=self._rng,
+        )
 
-    def _build_decision(
+    async def _commit(
         self,
-        decision_id: str,
-        profile_id: str,
+        bundle: Bundle,
+        query: DecideQuery,
+        decision: Decision,
         candidates: CandidateSet,
         scored: _Scored,
         choice: Choice,
-        consent: ConsentResult | None,
+        as_of: int,
     ) -> Decision:
-        scores = scored.scores or (0.0,) * len(candidates.actions)
-        results: list[CandidateResult] = []
-        for action, score, status in zip(
-            candidates.actions, scores, choice.statuses, strict=True
-        ):
-            results.append(CandidateResult(action.action_id, score, status))
+        """Store the decision and its contact; a cap reached meanwhile turns it silent."""
+        contact = None
+        if choice.chosen is not None:
+            caps = [
+                (cap.period_days * SECONDS_PER_DAY, cap.max_contacts)
+                for cap in candidates.caps
+            ]
+            keep_days = max(CONTACT_LOOKBACK_DAYS, bundle.catalog.contact_lookback_days)
+            contact = ContactWrite(
+                int(query.channel), caps, keep_days * SECONDS_PER_DAY
+            )
 
-        chosen = (
-            "" if choice.chosen is None else candidates.actions[choice.chosen].action_id
+        record = decision_record(
+            decision, self._context(bundle, query, scored, choice, candidates, as_of)
         )
-        return Decision(
-            decision_id=decision_id,
-            profile_id=profile_id,
-            action_id=chosen,
-            silence_reason=choice.silence_reason,
-            candidates=tuple(results),
-            model_version=self.model.version,
-            consent_token=consent.token if consent is not None else "",
-            repeat_probability=scored.repeat_probability,
-        )
-
-    def _silence_without_profile(
-        self, decision_id: str, reason: SilenceReason
-    ) -> Decision:
-        return Decision(
-            decision_id=decision_id,
-            profile_id="",
-            action_id="",
-            silence_reason=reason,
-            candidates=(),
-            model_version=self.model.version,
-            consent_token="",
-            repeat_probability=0.0,
-        )
-
-    async def _store_record(
-        self, query: DecideQuery, decision: Decision, as_of: int, scored: _Scored
-    ) -> None:
-        record: dict[str, Any] = {
-            "decision_id": decision.decision_id,
-            "profile_id": decision.profile_id,
-            "time": round(self._clock(), 3),
-            "as_of": as_of,
-            "touchpoint": query.touchpoint,
-            "channel": consent_pb2.Channel.Name(query.channel),
-            "basket": [
-                [line.sku, line.quantity, line.unit_price_cents]
-                for line in query.basket
-            ],
-            "features": (
-                dict(zip(FEATURE_NAMES, scored.features, strict=True))
-                if scored.features is not None
-                else None
-            ),
-            "repeat_probability": decision.repeat_probability,
-            "candidates": [
-                {
-                    "action_id": c.action_id,
-                    "score": round(c.score, 4),
-                    "status": _status_name(c.status),
-                }
-                for c in decision.candidates
-            ],
-            "chosen": decision.action_id,
-            "silence_reason": decision_pb2.SilenceReason.Name(decision.silence_reason),
-            "model_version": decision.model_version,
-            "catalog_version": self.catalog.version,
-            "consent_token": decision.consent_token,
-        }
         try:
+            if await self._decision_log.commit(
+                decision.profile_id, decision.decision_id, record, contact
+            ):
+                return decision
+            # Another decision for this profile took the cap's last slot meanwhile.
+            decision = _capped(decision, choice)
+            capped_choice = Choice(None, decision.silence_reason, ())
+            record = decision_record(
+                decision,
+                self._context(bundle, query, scored, capped_choice, candidates, as_of),
+            )
             await self._decision_log.store(
                 decision.profile_id, decision.decision_id, record
             )
         except Exception as exc:
             # NOTE: the response is sent without its record when this write fails, so an
-            # audit of decisions can miss some made during a Redis outage.
+            # audit of decisions can miss some made during a Redis outage, and the
+            # contact of a chosen action is not counted by the caps.
             self._warnings.warning(
                 "record",
                 "decision %s record not stored: %r",
                 decision.decision_id,
                 exc,
             )
+        return decision
+
+    def _context(
+        self,
+        bundle: Bundle,
+        query: DecideQuery,
+        scored: _Scored,
+        choice: Choice,
+        candidates: CandidateSet,
+        as_of: int,
+    ) -> RecordContext:
+        actions = candidates.actions
+        chosen_cost = 0.0
+        if choice.chosen is not None:
+            chosen_cost = float(actions[choice.chosen].cost_cents)
+        return RecordContext(
+            time=self._clock(),
+            as_of=as_of,
+            touchpoint=query.touchpoint,
+            channel=query.channel,
+            basket=query.basket,
+            features=scored.features,
+            open_actions=[actions[i].action_id for i in choice.open_indices],
+            probabilities=choice.probabilities,
+            silence_probability=choice.silence_probability,
+            best_action="" if choice.best is None else actions[choice.best].action_id,
+            margin_rate=bundle.catalog.margin_rate,
+            action_cost_cents=chosen_cost,
+            attribution_window_days=self._attribution_window_days,
+        )
 
 
-def _status_name(status: CandidateStatus) -> str:
-    return decision_pb2.CandidateStatus.Name(status)
+def _score(
+    bundle: Bundle,
+    candidates: CandidateSet,
+    state: ProfileState | None,
+    as_of: int,
+) -> _Scored:
+    if state is None:
+        return _Scored()
+    # NOTE: a profile with no purchase on record is scored from all-missing purchase
+    # features, a case the CDNOW training snapshots do not contain.
+    aggregate = state.aggregate or PurchaseAggregate()
+    features = decision_features(aggregate, [t for t, _ in state.contacts], as_of)
+    repeat, scores = score_rows(
+        bundle, np.array([features], dtype=np.float64), candidates
+    )
+    return _Scored(features, float(repeat[0]), tuple(scores[0].tolist()))
+
+
+def _build_decision(
+    bundle: Bundle,
+    decision_id: str,
+    profile_id: str,
+    candidates: CandidateSet,
+    scored: _Scored,
+    choice: Choice,
+    consent: ConsentResult | None,
+) -> Decision:
+    scores = scored.scores or (0.0,) * len(candidates.actions)
+    results = tuple(
+        CandidateResult(action.action_id, score, status)
+        for action, score, status in zip(
+            candidates.actions, scores, choice.statuses, strict=True
+        )
+    )
+    chosen = (
+        "" if choice.chosen is None else candidates.actions[choice.chosen].action_id
+    )
+    return Decision(
+        decision_id=decision_id,
+        profile_id=profile_id,
+        action_id=chosen,
+        silence_reason=choice.silence_reason,
+        candidates=results,
+        model_version=bundle.version,
+        consent_token=consent.token if consent is not None else "",
+        repeat_probability=scored.repeat_probability,
+        catalog_version=bundle.catalog.version,
+        propensity=choice.propensity,
+        holdout=choice.silence_reason == decision_pb2.SILENCE_REASON_HOLDOUT,
+        explored=choice.explored,
+    )
+
+
+def _capped(decision: Decision, choice: Choice) -> Decision:
+    """Return decision turned into silence because its channel's cap was reached."""
+    open_indices = set(choice.open_indices)
+    candidates = tuple(
+        replace(c, status=decision_pb2.CANDIDATE_STATUS_CAPPED)
+        if index in open_indices
+        else c
+        for index, c in enumerate(decision.candidates)
+    )
+    return replace(
+        decision,
+        action_id="",
+        silence_reason=decision_pb2.SILENCE_REASON_CONTACT_CAP,
+        candidates=candidates,
+        propensity=1.0,
+        explored=False,
+    )
+
+
+def _silence_without_profile(
+    bundle: Bundle, decision_id: str, reason: SilenceReason
+) -> Decision:
+    return Decision(
+        decision_id=decision_id,
+        profile_id="",
+        action_id="",
+        silence_reason=reason,
+        candidates=(),
+        model_version=bundle.version,
+        consent_token="",
+        repeat_probability=0.0,
+        catalog_version=bundle.catalog.version,
+    )

@@ -51,8 +51,14 @@ class Decision:
     """Reason for showing nothing; SILENCE_REASON_UNSPECIFIED when an action is chosen."""
     candidates: tuple[CandidateResult, ...]
     model_version: str
+    """Version of the bundle (model, catalog and rules) that made the decision."""
     consent_token: str
     repeat_probability: float
+    catalog_version: str = ""
+    propensity: float = 1.0
+    """Probability with which the served choice (the action, or silence) was drawn."""
+    holdout: bool = False
+    explored: bool = False
 
     @property
     def silent(self) -> bool:
@@ -71,3 +77,13 @@ class PurchaseOutcome:
     event_time: int | None = None
     """Seconds since the epoch of the purchase; None means the time of the request."""
     decision_id: str = ""
+    discount_cents: int = 0
+    """Discount granted on the order; its list value is amount_cents + discount_cents."""
+
+
+@dataclass(frozen=True)
+class ExplainQuery:
+    """A validated ExplainDecision request."""
+
+    profile_id: str
+    decision_id: str

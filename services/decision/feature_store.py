@@ -1,19 +1,22 @@
-"""Per-profile purchase aggregates in Redis.
+"""Per-profile purchase aggregates and contact history in Redis.
 
 Each profile has one hash, ``tf:decision:{<profile_id>}:features``, with integer fields
 (cents, seconds since the epoch). A recorded purchase leaves a marker key
 ``tf:decision:{<profile_id>}:event:<event_id>`` that expires after a TTL, so a retried
-event is applied once within that TTL. Both keys carry the profile id as a hash tag, so
-the update script touches a single cluster slot.
+event is applied once within that TTL. The actions chosen for the profile are kept in the
+sorted set ``tf:decision:{<profile_id>}:contacts``. Every key carries the profile id as a
+hash tag, so the update script touches a single cluster slot.
 """
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
-from services.decision.features import PurchaseAggregate
+from services.decision.features import SECONDS_PER_DAY, PurchaseAggregate
+from services.decision.keys import contacts_key, event_key, features_key
 from services.decision.limits import is_valid_profile_id
 
 logger = logging.getLogger(__name__)
@@ -33,9 +36,9 @@ _FIELDS = (
 
 # KEYS[1]: the features hash; KEYS[2]: the event marker.
 # ARGV: purchase time (s), amount (cents), quantity, marker TTL (s).
-# Returns 1 when the purchase was applied and 0 when the event id was already recorded.
-# The update mirrors PurchaseAggregate.add_purchase.
-_RECORD_PURCHASE_SCRIPT = """
+# A duplicate event id returns 0 before anything changes. The update mirrors
+# PurchaseAggregate.add_purchase. The outcome script appends its own steps to this body.
+PURCHASE_UPDATE_LUA = """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then
   return 0
 end
@@ -56,20 +59,33 @@ end
 redis.call('HINCRBY', KEYS[1], 'count', 1)
 redis.call('HINCRBY', KEYS[1], 'amount_cents', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'quantity', ARGV[3])
-return 1
 """
+
+# Returns 1 when the purchase was applied and 0 when the event id was already recorded.
+_RECORD_PURCHASE_SCRIPT = PURCHASE_UPDATE_LUA + "return 1\n"
 
 
 class FeatureDataError(ValueError):
     """A stored aggregate has a field that is not an integer."""
 
 
-def features_key(profile_id: str) -> str:
-    return f"tf:decision:{{{profile_id}}}:features"
+__all__ = [
+    "FeatureDataError",
+    "FeatureStore",
+    "ProfileState",
+    "event_key",
+    "features_key",
+]
 
 
-def event_key(profile_id: str, event_id: str) -> str:
-    return f"tf:decision:{{{profile_id}}}:event:{event_id}"
+@dataclass(frozen=True)
+class ProfileState:
+    """The purchase aggregate and contacts that Decide reads in one round trip."""
+
+    aggregate: PurchaseAggregate | None
+    """The purchase aggregate; None when no purchase was ever stored."""
+    contacts: tuple[tuple[int, int], ...]
+    """(time in seconds, channel number) of each contact in the lookback, oldest first."""
 
 
 def encode_aggregate(aggregate: PurchaseAggregate) -> dict[FieldT, EncodableT]:
@@ -112,6 +128,26 @@ class FeatureStore:
             return None
         return decode_aggregate({str(k): str(v) for k, v in fields.items()})
 
+    async def read_state(
+        self, profile_id: str, as_of: int, lookback_days: int
+    ) -> ProfileState:
+        """Return the aggregate and the contacts in (as_of - lookback_days, as_of].
+
+        One pipelined round trip. Raises FeatureDataError when the stored hash is corrupt.
+        """
+        since = as_of - lookback_days * SECONDS_PER_DAY
+        pipeline = self._redis.pipeline(transaction=False)
+        pipeline.hgetall(features_key(profile_id))
+        pipeline.zrangebyscore(
+            contacts_key(profile_id), f"({since}", as_of, withscores=True
+        )
+        fields, members = await pipeline.execute()
+
+        aggregate = None
+        if fields:
+            aggregate = decode_aggregate({str(k): str(v) for k, v in fields.items()})
+        return ProfileState(aggregate, decode_contacts(members))
+
     async def record_purchase(
         self,
         profile_id: str,
@@ -149,3 +185,16 @@ class FeatureStore:
 
         logger.info("stored %s feature aggregates", len(items))
         return len(items)
+
+
+def decode_contacts(members: list[tuple[str, float]]) -> tuple[tuple[int, int], ...]:
+    """Return (time, channel) pairs from ``<decision_id>:<channel>`` members and scores.
+
+    A member without a numeric channel suffix is skipped.
+    """
+    contacts: list[tuple[int, int]] = []
+    for member, score in members:
+        _, _, channel = str(member).rpartition(":")
+        if channel.isdigit():
+            contacts.append((int(score), int(channel)))
+    return tuple(contacts)

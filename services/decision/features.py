@@ -1,12 +1,13 @@
-"""Purchase aggregates and the feature vector built from them.
+"""Purchase aggregates, contact history, and the feature vectors built from them.
 
-Training and serving both call ``feature_vector``, so a model always sees features computed
-by the same code. Money is kept in integer cents and times in integer seconds since the Unix
+Training and serving both call ``feature_vector`` and ``decision_features``, so a model
+always sees features computed by the same code. Money is kept in integer cents and times in integer seconds since the Unix
 epoch (UTC). Features that are undefined for a customer (the mean gap between purchases of a
 one-time buyer, for example) are NaN, which LightGBM treats as missing.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 SECONDS_PER_DAY = 86_400
@@ -26,6 +27,17 @@ FEATURE_NAMES: tuple[str, ...] = (
     "recency_to_gap",
     "purchases_per_30_days",
 )
+
+# Contact features, from the times of the actions chosen for the profile on any channel.
+CONTACT_FEATURE_NAMES: tuple[str, ...] = (
+    "contacts_7_days",
+    "contacts_30_days",
+    "days_since_contact",
+)
+# The value models' input columns: purchase features, then contact features.
+DECISION_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES + CONTACT_FEATURE_NAMES
+# Contacts older than this do not enter the features; days_since_contact is missing then.
+CONTACT_LOOKBACK_DAYS = 90
 
 
 @dataclass(slots=True)
@@ -104,3 +116,33 @@ def feature_vector(aggregate: PurchaseAggregate, as_of: int) -> list[float]:
         recency_to_gap,
         count * 30.0 / max(tenure_days, 1.0),
     ]
+
+
+def contact_features(contact_times: Sequence[int], as_of: int) -> list[float]:
+    """Return the contact features at as_of, following CONTACT_FEATURE_NAMES.
+
+    contact_times are seconds since the epoch; contacts after as_of or more than
+    CONTACT_LOOKBACK_DAYS before it are left out.
+    """
+    lookback_start = as_of - CONTACT_LOOKBACK_DAYS * SECONDS_PER_DAY
+    last_7 = as_of - 7 * SECONDS_PER_DAY
+    last_30 = as_of - 30 * SECONDS_PER_DAY
+    count_7 = 0
+    count_30 = 0
+    latest = -1
+    for time in contact_times:
+        if time > as_of or time < lookback_start:
+            continue
+        count_7 += time > last_7
+        count_30 += time > last_30
+        latest = max(latest, time)
+
+    since = (as_of - latest) / SECONDS_PER_DAY if latest >= 0 else math.nan
+    return [float(count_7), float(count_30), since]
+
+
+def decision_features(
+    aggregate: PurchaseAggregate, contact_times: Sequence[int], as_of: int
+) -> list[float]:
+    """Return the value models' features, following DECISION_FEATURE_NAMES."""
+    return feature_vector(aggregate, as_of) + contact_features(contact_times, as_of)

@@ -28,6 +28,8 @@ MAX_ORDER_QUANTITY = 100_000
 
 MAX_EVENT_ID_LENGTH = 128
 MAX_DECISION_ID_LENGTH = 64
+# Decision ids are 32 hex digits; ExplainDecision accepts any id that fits a Redis key.
+DECISION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_REQUEST_ID_LENGTH = 64
 
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -36,14 +36,37 @@ class DecisionSettings(ServiceSettings):
     misses it returns silence with reason FEATURES_UNAVAILABLE."""
 
     model_path: Path = Path("models/decision")
-    """Model artifact folder, or a folder whose CURRENT file names the version to load."""
+    """Model registry folder whose CURRENT file names the bundle version to serve, or one
+    bundle folder. With a registry, a newly promoted version is loaded and swapped in
+    while serving."""
 
     catalog_path: Path | None = None
-    """Action catalog TOML file; unset means the catalog packaged with the service."""
+    """Action catalog TOML file for a bundle that carries no catalog.toml; unset means
+    the catalog packaged with the service. A bundle's own catalog always wins."""
 
-    decision_record_ttl_seconds: int = Field(default=30 * _DAY_SECONDS, ge=1)
-    """How long a decision record stays in Redis, in seconds."""
+    reload_interval_seconds: float = Field(default=5.0, ge=0.0, le=3600.0)
+    """How often the registry's CURRENT file is checked for a newly promoted bundle, in
+    seconds; 0 turns hot reload off."""
+
+    attribution_window_days: int = Field(default=90, ge=1, le=365)
+    """An outcome is attributed to the profile's decisions made up to this many days
+    before it."""
+
+    decision_record_ttl_seconds: int = Field(default=120 * _DAY_SECONDS, ge=1)
+    """How long a decision record, and the profile's outcome log, stay in Redis, in
+    seconds. It must cover the attribution window, so that a decision outlives it."""
 
     event_id_ttl_seconds: int = Field(default=30 * _DAY_SECONDS, ge=1)
     """How long a RecordOutcome event id is remembered, in seconds; a retry within it is
     applied once."""
+
+    @model_validator(mode="after")
+    def _records_outlive_window(self) -> "DecisionSettings":
+        window_seconds = self.attribution_window_days * _DAY_SECONDS
+        if self.decision_record_ttl_seconds < window_seconds:
+            raise ValueError(
+                f"decision_record_ttl_seconds ({self.decision_record_ttl_seconds}) is "
+                f"shorter than the attribution window ({window_seconds} s); records "
+                "would expire before their outcomes are attributed"
+            )
+        return self

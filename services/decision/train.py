@@ -1,6 +1,6 @@
 """Train the repeat-purchase model from a CDNOW-format purchase history.
 
-Usage: python -m services.decision.train [--data PATH] [--out DIR] [--seed N]
+Usage: python -m services.decision.train [--data PATH] [--out DIR] [--seed N] [--catalog FILE]
 
 The model estimates the probability that a customer purchases again within the label
 horizon, from the features of their purchases so far. Customers are split into training
@@ -26,6 +26,8 @@ from services.decision.artifact import (
     sha256_file,
     write_artifact,
 )
+from services.decision.bundle import CATALOG_FILE
+from services.decision.catalog import load_catalog
 from services.decision.cdnow import default_cdnow_path, read_cdnow
 from services.decision.evaluation import brier_score, calibration_table, roc_auc
 from services.decision.features import FEATURE_NAMES
@@ -85,11 +87,15 @@ def train_model(
     seed: int = DEFAULT_SEED,
     horizon_days: int = HORIZON_DAYS,
     cutoff_step_days: int = CUTOFF_STEP_DAYS,
+    catalog_path: Path | str | None = None,
 ) -> Path:
-    """Train on a CDNOW-format file and write a versioned artifact; return its folder.
+    """Train on a CDNOW-format file and write a versioned bundle; return its folder.
 
     data_path None means the CDNOW master file of the installed ``lifetimes`` package.
-    Raises ValueError when the data gives no cutoff or only one label class.
+    The bundle carries a copy of the catalog at catalog_path (None for the packaged
+    one) and no value model, so it scores with the catalog's prior uplift until a value
+    model is trained from decision logs. Raises ValueError when the data gives no cutoff
+    or only one label class, and CatalogError when the catalog is invalid.
     """
     data = Path(data_path) if data_path is not None else default_cdnow_path()
     purchases = read_cdnow(data)
@@ -114,16 +120,20 @@ def train_model(
     predicted = booster.predict(snapshots.features[holdout], num_threads=1)
     metrics = evaluate(snapshots.labels[holdout], np.asarray(predicted))
 
+    catalog_bytes = read_catalog_bytes(catalog_path)
     model_text = booster.model_to_string()
     created = dt.datetime.now(dt.UTC)
     model_hash = hashlib.sha256(model_text.encode("utf-8")).hexdigest()
-    version = f"{created:%Y%m%dT%H%M%SZ}-{model_hash[:8]}"
+    bundle_hash = hashlib.sha256(model_text.encode("utf-8") + catalog_bytes).hexdigest()
+    version = f"{created:%Y%m%dT%H%M%SZ}-{bundle_hash[:8]}"
     manifest = {
         "format_version": MANIFEST_FORMAT_VERSION,
         "version": version,
         "created_time": created.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "model_file": MODEL_FILE,
         "model_sha256": model_hash,
+        "catalog_file": CATALOG_FILE,
+        "catalog_version": hashlib.sha256(catalog_bytes).hexdigest()[:16],
         "feature_schema": list(FEATURE_NAMES),
         "label": {
             "horizon_days": horizon_days,
@@ -142,7 +152,22 @@ def train_model(
         "rows": _count_rows(snapshots, holdout),
         "metrics": metrics,
     }
-    return write_artifact(Path(out_dir), version, model_text, manifest)
+    return write_artifact(
+        Path(out_dir),
+        version,
+        model_text,
+        manifest,
+        extra_files={CATALOG_FILE: catalog_bytes},
+    )
+
+
+def read_catalog_bytes(catalog_path: Path | str | None) -> bytes:
+    """Return the bytes of a valid catalog file (None for the packaged one).
+
+    Raises CatalogError when the catalog is invalid.
+    """
+    catalog = load_catalog(Path(catalog_path) if catalog_path is not None else None)
+    return catalog.source
 
 
 def _check_both_classes(snapshots: Snapshots, holdout: npt.NDArray[np.bool_]) -> None:
@@ -228,10 +253,18 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_SEED,
         help="seed of the split and of LightGBM",
     )
+    parser.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        help="catalog TOML file copied into the bundle (default: the packaged catalog)",
+    )
     args = parser.parse_args(argv)
 
     try:
-        artifact = train_model(args.data, args.out, seed=args.seed)
+        artifact = train_model(
+            args.data, args.out, seed=args.seed, catalog_path=args.catalog
+        )
     except (OSError, ValueError) as exc:
         print(f"training failed: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 from google.protobuf import timestamp_pb2
 
 from services.decision import limits
-from services.decision.domain import BasketLine, DecideQuery, PurchaseOutcome
+from services.decision.domain import (
+    BasketLine,
+    DecideQuery,
+    ExplainQuery,
+    PurchaseOutcome,
+)
 from shared.errors import Violations
 from trustfirst.consent.v1 import consent_pb2
 from trustfirst.decision.v1 import decision_pb2
@@ -75,6 +80,10 @@ def purchase_outcome(request: decision_pb2.RecordOutcomeRequest) -> PurchaseOutc
         violations.add(
             "decision_id", f"at most {limits.MAX_DECISION_ID_LENGTH} characters"
         )
+    if not 0 <= request.discount_cents <= limits.MAX_ORDER_AMOUNT_CENTS:
+        violations.add(
+            "discount_cents", f"must be 0 to {limits.MAX_ORDER_AMOUNT_CENTS} cents"
+        )
 
     event_time = None
     if request.HasField("event_time"):
@@ -89,7 +98,25 @@ def purchase_outcome(request: decision_pb2.RecordOutcomeRequest) -> PurchaseOutc
         quantity=request.quantity,
         event_time=event_time,
         decision_id=request.decision_id,
+        discount_cents=request.discount_cents,
     )
+
+
+def explain_query(request: decision_pb2.ExplainDecisionRequest) -> ExplainQuery:
+    """Return the ExplainQuery of request. Raises InvalidArgument listing every problem."""
+    violations = Violations()
+    if not limits.is_valid_profile_id(request.profile_id):
+        violations.add(
+            "profile_id",
+            "required: 1 to 128 letters, digits, '.', '_', ':' or '-'",
+        )
+    if not limits.DECISION_ID_PATTERN.match(request.decision_id):
+        violations.add(
+            "decision_id",
+            f"required: 1 to {limits.MAX_DECISION_ID_LENGTH} letters, digits, '_' or '-'",
+        )
+    violations.raise_if_any()
+    return ExplainQuery(profile_id=request.profile_id, decision_id=request.decision_id)
 
 
 def _check_customer(

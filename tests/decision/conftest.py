@@ -4,6 +4,7 @@ and the real identity and consent services in-process, with consent behind a pro
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pydantic import SecretStr
 from services.consent.app import create_service as create_consent
 from services.consent.settings import ConsentSettings
 from services.decision.app import create_service
+from services.decision.catalog import load_catalog
 from services.decision.settings import DecisionSettings
 from services.decision.train import train_model
 from services.identity.app import create_service as create_identity
@@ -39,11 +41,37 @@ def synthetic_cdnow(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_cdnow(tmp_path_factory.mktemp("cdnow") / "synthetic.txt")
 
 
+def catalog_with_policy(
+    holdout_share: float = 0.0,
+    exploration_share: float = 0.0,
+    salt: str = "tests",
+    text: str | None = None,
+) -> str:
+    """Return the packaged catalog's text with its [policy] table replaced."""
+    source = text if text is not None else load_catalog().source.decode()
+    start = source.index("[policy]")
+    end = source.index("[[caps]]")
+    policy = (
+        f'[policy]\nholdout_share = {holdout_share}\nholdout_salt = "{salt}"\n'
+        f"exploration_share = {exploration_share}\n\n"
+    )
+    return source[:start] + policy + source[end:]
+
+
+def write_catalog(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture(scope="session")
 def model_root(synthetic_cdnow: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model folder with one trained version and a CURRENT file naming it."""
+    """A registry with one bundle (no holdout, no exploration) and CURRENT naming it."""
     root = tmp_path_factory.mktemp("models")
-    train_model(synthetic_cdnow, root, seed=3)
+    catalog = write_catalog(
+        tmp_path_factory.mktemp("catalogs"), "deterministic.toml", catalog_with_policy()
+    )
+    train_model(synthetic_cdnow, root, seed=3, catalog_path=catalog)
     return root
 
 
@@ -118,7 +146,7 @@ async def identity_backend(redis_url: str) -> AsyncIterator[GrpcService]:
 async def consent_backend(redis_url: str) -> AsyncIterator[GrpcService]:
     """The real consent service, in-process on a free port."""
     service = create_consent(
-        ConsentSettings(port=0, redis_url=redis_url, grace_seconds=0)
+        ConsentSettings(port=0, redis_url=redis_url, grace_seconds=0, durability="warn")
     )
     await service.start()
     yield service
@@ -158,3 +186,20 @@ async def stack(
         await identity_channel.close()
         await consent_channel.close()
         await proxy.stop()
+
+
+def derive_bundle(
+    model_root: Path, registry: Path, version: str, catalog_text: str
+) -> Path:
+    """Copy the current bundle of model_root into registry as version, with another
+    catalog; return the new folder. CURRENT in registry is left as it is.
+    """
+    source = model_root / (model_root / "CURRENT").read_text().strip()
+    target = registry / version
+    target.mkdir(parents=True)
+    (target / "model.txt").write_bytes((source / "model.txt").read_bytes())
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["version"] = version
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    (target / "catalog.toml").write_text(catalog_text)
+    return target

@@ -148,3 +148,92 @@ def test_invalid_toml() -> None:
     problems = _problems("margin_rate = [")
 
     assert problems[0].startswith("not valid UTF-8 TOML")
+
+
+CAPS_AND_POLICY = """
+[policy]
+holdout_share = 0.1
+holdout_salt = "s1"
+exploration_share = 0.05
+
+[[caps]]
+channel = "EMAIL"
+max_contacts = 1
+period_days = 7
+"""
+
+
+def test_packaged_catalog_rules() -> None:
+    catalog = load_catalog()
+
+    assert catalog.policy.holdout_share == 0.1
+    assert catalog.policy.exploration_share == 0.05
+    assert catalog.caps_of(consent_pb2.CHANNEL_EMAIL)[0].period_days == 7
+    assert catalog.contact_lookback_days == 30
+
+
+def test_caps_and_policy_parsed() -> None:
+    catalog = parse_catalog((HEADER + CAPS_AND_POLICY + VALID_ACTION).encode(), "t")
+
+    assert catalog.policy.holdout_salt == "s1"
+    assert catalog.caps[0].channel == consent_pb2.CHANNEL_EMAIL
+    assert catalog.caps[0].max_contacts == 1
+    assert catalog.candidates(consent_pb2.CHANNEL_WEB, "home").caps == ()
+
+
+def test_candidate_set_carries_channel_caps() -> None:
+    candidates = load_catalog().candidates(consent_pb2.CHANNEL_EMAIL, "newsletter")
+
+    assert [cap.max_contacts for cap in candidates.caps] == [1]
+
+
+def test_eligibility_keys_parsed() -> None:
+    text = HEADER + VALID_ACTION.replace(
+        "uplift = 0.01",
+        "uplift = 0.01\nmin_recency_days = 10\nmax_recency_days = 90\n"
+        "min_basket_cents = 500",
+    )
+
+    action = parse_catalog(text.encode(), "t").actions[0]
+
+    assert action.min_recency_days == 10
+    assert action.max_recency_days == 90
+    assert action.min_basket_cents == 500
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ('channel = "EMAIL"', 'channel = "FAX"', "caps[0].channel: invalid 'FAX'"),
+        ("max_contacts = 1", "max_contacts = 0", "caps[0].max_contacts: invalid 0"),
+        ("period_days = 7", "period_days = 400", "caps[0].period_days: invalid 400"),
+        (
+            "period_days = 7",
+            "period_days = 7\nevery = 1",
+            "caps[0]: unknown key 'every'",
+        ),
+        ("holdout_share = 0.1", "holdout_share = 0.9", "policy.holdout_share"),
+        ('holdout_salt = "s1"', 'holdout_salt = ""', "policy.holdout_salt: missing"),
+        (
+            "exploration_share = 0.05",
+            "exploration_share = 2",
+            "policy.exploration_share: invalid 2",
+        ),
+        ("exploration_share", "explore", "policy: unknown key 'explore'"),
+    ],
+)
+def test_invalid_caps_and_policy(old: str, new: str, problem: str) -> None:
+    problems = _problems(HEADER + CAPS_AND_POLICY.replace(old, new) + VALID_ACTION)
+
+    assert len(problems) == 1
+    assert problems[0].startswith(problem)
+
+
+def test_max_recency_below_min() -> None:
+    text = HEADER + VALID_ACTION.replace(
+        "uplift = 0.01", "min_recency_days = 30\nmax_recency_days = 10"
+    )
+
+    assert _problems(text) == [
+        "actions[0].max_recency_days: invalid 10: below min_recency_days 30"
+    ]

@@ -5,9 +5,13 @@ import math
 import pytest
 
 from services.decision.features import (
+    CONTACT_FEATURE_NAMES,
+    DECISION_FEATURE_NAMES,
     FEATURE_NAMES,
     SECONDS_PER_DAY,
     PurchaseAggregate,
+    contact_features,
+    decision_features,
     feature_vector,
 )
 
@@ -116,3 +120,36 @@ def test_add_purchase_same_time(amounts: tuple[int, int], last: int) -> None:
         aggregate.add_purchase(time=100, amount_cents=amount, quantity=1)
 
     assert aggregate.last_amount_cents == last
+
+
+def test_contact_features_counts() -> None:
+    now = 100 * DAY
+    times = [now - 2 * DAY, now - 10 * DAY, now - 40 * DAY, now - 95 * DAY, now + DAY]
+
+    features = dict(
+        zip(CONTACT_FEATURE_NAMES, contact_features(times, now), strict=True)
+    )
+
+    assert features == {
+        "contacts_7_days": 1.0,
+        "contacts_30_days": 2.0,
+        "days_since_contact": 2.0,
+    }
+
+
+def test_contact_features_without_contacts() -> None:
+    features = contact_features([], 100 * DAY)
+
+    assert features[:2] == [0.0, 0.0]
+    assert math.isnan(features[2])
+
+
+def test_decision_features_append_contacts() -> None:
+    aggregate = PurchaseAggregate()
+    aggregate.add_purchase(time=5 * DAY, amount_cents=1200, quantity=2)
+
+    features = decision_features(aggregate, [9 * DAY], 10 * DAY)
+
+    assert len(features) == len(DECISION_FEATURE_NAMES)
+    assert features[: len(FEATURE_NAMES)] == feature_vector(aggregate, 10 * DAY)
+    assert features[-1] == 1.0

@@ -187,7 +187,7 @@ async def test_decide_consent_stopped(
     identity_backend: GrpcService,
 ) -> None:
     consent = create_consent(
-        ConsentSettings(port=0, redis_url=redis_url, grace_seconds=0)
+        ConsentSettings(port=0, redis_url=redis_url, grace_seconds=0, durability="warn")
     )
     await consent.start()
     settings = decision_settings(
@@ -471,7 +471,7 @@ async def test_decision_record_stored(stack: DecisionStack) -> None:
     assert record["consent_token"] == reply.consent_token
     assert record["features"]["frequency"] == 0.0
     assert record["candidates"][0]["status"] == "CANDIDATE_STATUS_CHOSEN"
-    assert 0 < ttl <= 30 * 86_400
+    assert 0 < ttl <= 120 * 86_400
 
 
 async def test_record_outcome_updates_features(stack: DecisionStack) -> None:

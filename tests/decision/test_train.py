@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from services.decision.artifact import ArtifactNotFoundError, sha256_file
+from services.decision.bundle import load_bundle
+from services.decision.catalog import load_catalog
 from services.decision.features import FEATURE_NAMES
 from services.decision.model import ModelLoadError, load_model
 from services.decision.train import main, train_model
@@ -144,3 +146,41 @@ def test_command_repeats_model(
     assert "holdout AUC" in output
     assert "calibration by decile" in output
     assert again["model_sha256"] == first["model_sha256"]
+
+
+def test_bundle_carries_catalog(model_root: Path) -> None:
+    folder = model_root / (model_root / "CURRENT").read_text().strip()
+    manifest = _manifest(folder)
+    bundle = load_bundle(model_root)
+
+    assert (folder / "catalog.toml").is_file()
+    assert manifest["catalog_version"] == bundle.catalog.version
+    assert bundle.version == manifest["version"]
+    assert bundle.value_model is None
+    assert bundle.catalog.policy.exploration_share == 0.0
+
+
+def test_bundle_without_catalog_uses_fallback(model_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "legacy"
+    shutil.copytree(model_root / (model_root / "CURRENT").read_text().strip(), folder)
+    (folder / "catalog.toml").unlink()
+
+    bundle = load_bundle(folder)
+
+    assert bundle.catalog.version == load_catalog().version
+
+
+def test_bundle_rejects_changed_value_model(model_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(model_root / (model_root / "CURRENT").read_text().strip(), folder)
+    manifest = _manifest(folder)
+    manifest["value_model"] = {
+        "file": "value_model.txt",
+        "sha256": "0" * 64,
+        "action_codes": {"a": 1},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "value_model.txt").write_text("tree\n")
+
+    with pytest.raises(ModelLoadError, match="SHA-256"):
+        load_bundle(folder)

@@ -56,7 +56,7 @@ def test_demo_writes_summary(embedded_report: DemoReport, demo_dir: Path) -> Non
 def test_demo_uses_redis_url(
     embedded_report: DemoReport,
     demo_dir: Path,
-    redis_server: EmbeddedRedis,
+    durable_redis: EmbeddedRedis,
     tmp_path: Path,
 ) -> None:
     # The model trained by the first run is reused, so this run trains nothing.
@@ -65,12 +65,12 @@ def test_demo_uses_redis_url(
     report = run_demo(
         DemoConfig(
             data_dir=tmp_path,
-            redis_url=redis_server.url,
+            redis_url=durable_redis.url,
             limit=20,
             concurrency=4,
         )
     )
-    client = redis.Redis.from_url(redis_server.url)
+    client = redis.Redis.from_url(durable_redis.url)
     profile_keys = list(client.scan_iter("tf:decision:*features", count=1000))
     client.close()
 

@@ -22,12 +22,12 @@ SERVICE_NAMES = {
 
 @pytest.fixture(scope="module")
 def suite(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis
+    tmp_path_factory: pytest.TempPathFactory, durable_redis: EmbeddedRedis
 ) -> Iterator[Suite]:
     data_dir = tmp_path_factory.mktemp("suite")
     data = write_synthetic_cdnow(data_dir / "cdnow.txt", customers=300)
     train_model(data, data_dir / "models")
-    with start_suite(data_dir, data_dir / "models", redis_server.url) as running:
+    with start_suite(data_dir, data_dir / "models", durable_redis.url) as running:
         yield running
 
 

@@ -27,41 +27,53 @@ from trustfirst.consent.v1 import consent_pb2 as trustfirst_dot_consent_dot_v1_d
 from trustfirst.identity.v1 import identity_pb2 as trustfirst_dot_identity_dot_v1_dot_identity__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%trustfirst/decision/v1/decision.proto\x12\x16trustfirst.decision.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#trustfirst/consent/v1/consent.proto\x1a%trustfirst/identity/v1/identity.proto\"\xee\x01\n\x06\x41\x63tion\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".trustfirst.decision.v1.ActionKind\x12/\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x30\n\x08purposes\x18\x04 \x03(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12\x13\n\x0btouchpoints\x18\x05 \x03(\t\x12\x12\n\ncost_cents\x18\x06 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"E\n\nBasketItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\"u\n\x0f\x44\x65\x63isionContext\x12\x32\n\x06\x62\x61sket\x18\x01 \x03(\x0b\x32\".trustfirst.decision.v1.BasketItem\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x01\n\rDecideRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x37\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\".trustfirst.identity.v1.Identifier\x12\x12\n\ntouchpoint\x18\x03 \x01(\t\x12/\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x38\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\'.trustfirst.decision.v1.DecisionContext\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"k\n\x0e\x43\x61ndidateScore\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\'.trustfirst.decision.v1.CandidateStatus\"\xa1\x02\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12\x0e\n\x06silent\x18\x03 \x01(\x08\x12\x11\n\taction_id\x18\x04 \x01(\t\x12=\n\x0esilence_reason\x18\x05 \x01(\x0e\x32%.trustfirst.decision.v1.SilenceReason\x12:\n\ncandidates\x18\x06 \x03(\x0b\x32&.trustfirst.decision.v1.CandidateScore\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x15\n\rconsent_token\x18\x08 \x01(\t\x12\x1a\n\x12repeat_probability\x18\t \x01(\x01\"\x95\x02\n\x14RecordOutcomeRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x37\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\".trustfirst.identity.v1.Identifier\x12\x31\n\x04kind\x18\x03 \x01(\x0e\x32#.trustfirst.decision.v1.OutcomeKind\x12\x14\n\x0c\x61mount_cents\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x08 \x01(\t\">\n\x15RecordOutcomeResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x14\n\x12ListActionsRequest\"_\n\x13ListActionsResponse\x12/\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x1e.trustfirst.decision.v1.Action\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x01(\t*|\n\nActionKind\x12\x1b\n\x17\x41\x43TION_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x43TION_KIND_DISCOUNT\x10\x01\x12\x17\n\x13\x41\x43TION_KIND_CONTENT\x10\x02\x12\x1e\n\x1a\x41\x43TION_KIND_RECOMMENDATION\x10\x03*\xbd\x02\n\rSilenceReason\x12\x1e\n\x1aSILENCE_REASON_UNSPECIFIED\x10\x00\x12$\n SILENCE_REASON_PROFILE_NOT_FOUND\x10\x01\x12\'\n#SILENCE_REASON_IDENTITY_UNAVAILABLE\x10\x02\x12%\n!SILENCE_REASON_NO_ELIGIBLE_ACTION\x10\x03\x12\x1d\n\x19SILENCE_REASON_NO_CONSENT\x10\x04\x12&\n\"SILENCE_REASON_CONSENT_UNAVAILABLE\x10\x05\x12&\n\"SILENCE_REASON_SILENCE_SCORED_BEST\x10\x06\x12\'\n#SILENCE_REASON_FEATURES_UNAVAILABLE\x10\x07*\xdc\x01\n\x0f\x43\x61ndidateStatus\x12 \n\x1c\x43\x41NDIDATE_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41NDIDATE_STATUS_CHOSEN\x10\x01\x12\x1e\n\x1a\x43\x41NDIDATE_STATUS_OUTSCORED\x10\x02\x12\x1f\n\x1b\x43\x41NDIDATE_STATUS_NO_CONSENT\x10\x03\x12(\n$CANDIDATE_STATUS_CONSENT_UNAVAILABLE\x10\x04\x12\x1f\n\x1b\x43\x41NDIDATE_STATUS_INELIGIBLE\x10\x05*F\n\x0bOutcomeKind\x12\x1c\n\x18OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15OUTCOME_KIND_PURCHASE\x10\x01\x32\xc0\x02\n\x0f\x44\x65\x63isionService\x12W\n\x06\x44\x65\x63ide\x12%.trustfirst.decision.v1.DecideRequest\x1a&.trustfirst.decision.v1.DecideResponse\x12l\n\rRecordOutcome\x12,.trustfirst.decision.v1.RecordOutcomeRequest\x1a-.trustfirst.decision.v1.RecordOutcomeResponse\x12\x66\n\x0bListActions\x12*.trustfirst.decision.v1.ListActionsRequest\x1a+.trustfirst.decision.v1.ListActionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%trustfirst/decision/v1/decision.proto\x12\x16trustfirst.decision.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#trustfirst/consent/v1/consent.proto\x1a%trustfirst/identity/v1/identity.proto\"\xd7\x02\n\x06\x41\x63tion\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".trustfirst.decision.v1.ActionKind\x12/\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x30\n\x08purposes\x18\x04 \x03(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12\x13\n\x0btouchpoints\x18\x05 \x03(\t\x12\x12\n\ncost_cents\x18\x06 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x15\n\rdiscount_rate\x18\x08 \x01(\x01\x12\x16\n\x0e\x64iscount_cents\x18\t \x01(\x03\x12\x38\n\x0b\x65ligibility\x18\n \x01(\x0b\x32#.trustfirst.decision.v1.Eligibility\"w\n\x0b\x45ligibility\x12\x1a\n\x12min_purchase_count\x18\x01 \x01(\x03\x12\x18\n\x10min_recency_days\x18\x02 \x01(\x03\x12\x18\n\x10max_recency_days\x18\x03 \x01(\x03\x12\x18\n\x10min_basket_cents\x18\x04 \x01(\x03\"h\n\nContactCap\x12/\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x14\n\x0cmax_contacts\x18\x02 \x01(\x05\x12\x13\n\x0bperiod_days\x18\x03 \x01(\x05\"E\n\nBasketItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\"u\n\x0f\x44\x65\x63isionContext\x12\x32\n\x06\x62\x61sket\x18\x01 \x03(\x0b\x32\".trustfirst.decision.v1.BasketItem\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x01\n\rDecideRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x37\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\".trustfirst.identity.v1.Identifier\x12\x12\n\ntouchpoint\x18\x03 \x01(\t\x12/\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x38\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\'.trustfirst.decision.v1.DecisionContext\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"k\n\x0e\x43\x61ndidateScore\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\'.trustfirst.decision.v1.CandidateStatus\"\xf1\x02\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12\x0e\n\x06silent\x18\x03 \x01(\x08\x12\x11\n\taction_id\x18\x04 \x01(\t\x12=\n\x0esilence_reason\x18\x05 \x01(\x0e\x32%.trustfirst.decision.v1.SilenceReason\x12:\n\ncandidates\x18\x06 \x03(\x0b\x32&.trustfirst.decision.v1.CandidateScore\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x15\n\rconsent_token\x18\x08 \x01(\t\x12\x1a\n\x12repeat_probability\x18\t \x01(\x01\x12\x17\n\x0f\x63\x61talog_version\x18\n \x01(\t\x12\x12\n\npropensity\x18\x0b \x01(\x01\x12\x0f\n\x07holdout\x18\x0c \x01(\x08\x12\x10\n\x08\x65xplored\x18\r \x01(\x08\"\xad\x02\n\x14RecordOutcomeRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x37\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\".trustfirst.identity.v1.Identifier\x12\x31\n\x04kind\x18\x03 \x01(\x0e\x32#.trustfirst.decision.v1.OutcomeKind\x12\x14\n\x0c\x61mount_cents\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x08 \x01(\t\x12\x16\n\x0e\x64iscount_cents\x18\t \x01(\x03\"_\n\x15RecordOutcomeResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x1f\n\x17\x61ttributed_decision_ids\x18\x03 \x03(\t\"\x14\n\x12ListActionsRequest\"\xdb\x01\n\x13ListActionsResponse\x12/\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x1e.trustfirst.decision.v1.Action\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x01(\t\x12\x30\n\x04\x63\x61ps\x18\x03 \x03(\x0b\x32\".trustfirst.decision.v1.ContactCap\x12\x15\n\rholdout_share\x18\x04 \x01(\x01\x12\x19\n\x11\x65xploration_share\x18\x05 \x01(\x01\x12\x16\n\x0e\x62undle_version\x18\x06 \x01(\t\"A\n\x16\x45xplainDecisionRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\"<\n\x0c\x46\x65\x61tureValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07missing\x18\x03 \x01(\x08\"\xab\x01\n\x11\x41ttributedOutcome\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x16\n\x0e\x64iscount_cents\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x14\n\x0cmargin_cents\x18\x06 \x01(\x01\"\x9b\x03\n\x17\x45xplainDecisionResponse\x12\x38\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32&.trustfirst.decision.v1.DecideResponse\x12\x31\n\rdecision_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntouchpoint\x18\x03 \x01(\t\x12/\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x36\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32$.trustfirst.decision.v1.FeatureValue\x12;\n\x08outcomes\x18\x06 \x03(\x0b\x32).trustfirst.decision.v1.AttributedOutcome\x12\x1f\n\x17\x61ttributed_margin_cents\x18\x07 \x01(\x01\x12\x38\n\x14\x61ttribution_end_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*|\n\nActionKind\x12\x1b\n\x17\x41\x43TION_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x43TION_KIND_DISCOUNT\x10\x01\x12\x17\n\x13\x41\x43TION_KIND_CONTENT\x10\x02\x12\x1e\n\x1a\x41\x43TION_KIND_RECOMMENDATION\x10\x03*\x99\x03\n\rSilenceReason\x12\x1e\n\x1aSILENCE_REASON_UNSPECIFIED\x10\x00\x12$\n SILENCE_REASON_PROFILE_NOT_FOUND\x10\x01\x12\'\n#SILENCE_REASON_IDENTITY_UNAVAILABLE\x10\x02\x12%\n!SILENCE_REASON_NO_ELIGIBLE_ACTION\x10\x03\x12\x1d\n\x19SILENCE_REASON_NO_CONSENT\x10\x04\x12&\n\"SILENCE_REASON_CONSENT_UNAVAILABLE\x10\x05\x12&\n\"SILENCE_REASON_SILENCE_SCORED_BEST\x10\x06\x12\'\n#SILENCE_REASON_FEATURES_UNAVAILABLE\x10\x07\x12\x1a\n\x16SILENCE_REASON_HOLDOUT\x10\x08\x12\x1e\n\x1aSILENCE_REASON_CONTACT_CAP\x10\t\x12\x1e\n\x1aSILENCE_REASON_EXPLORATION\x10\n*\xf9\x01\n\x0f\x43\x61ndidateStatus\x12 \n\x1c\x43\x41NDIDATE_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41NDIDATE_STATUS_CHOSEN\x10\x01\x12\x1e\n\x1a\x43\x41NDIDATE_STATUS_OUTSCORED\x10\x02\x12\x1f\n\x1b\x43\x41NDIDATE_STATUS_NO_CONSENT\x10\x03\x12(\n$CANDIDATE_STATUS_CONSENT_UNAVAILABLE\x10\x04\x12\x1f\n\x1b\x43\x41NDIDATE_STATUS_INELIGIBLE\x10\x05\x12\x1b\n\x17\x43\x41NDIDATE_STATUS_CAPPED\x10\x06*F\n\x0bOutcomeKind\x12\x1c\n\x18OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15OUTCOME_KIND_PURCHASE\x10\x01\x32\xb4\x03\n\x0f\x44\x65\x63isionService\x12W\n\x06\x44\x65\x63ide\x12%.trustfirst.decision.v1.DecideRequest\x1a&.trustfirst.decision.v1.DecideResponse\x12l\n\rRecordOutcome\x12,.trustfirst.decision.v1.RecordOutcomeRequest\x1a-.trustfirst.decision.v1.RecordOutcomeResponse\x12\x66\n\x0bListActions\x12*.trustfirst.decision.v1.ListActionsRequest\x1a+.trustfirst.decision.v1.ListActionsResponse\x12r\n\x0f\x45xplainDecision\x12..trustfirst.decision.v1.ExplainDecisionRequest\x1a/.trustfirst.decision.v1.ExplainDecisionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trustfirst.decision.v1.decision_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTIONKIND']._serialized_start=1711
-  _globals['_ACTIONKIND']._serialized_end=1835
-  _globals['_SILENCEREASON']._serialized_start=1838
-  _globals['_SILENCEREASON']._serialized_end=2155
-  _globals['_CANDIDATESTATUS']._serialized_start=2158
-  _globals['_CANDIDATESTATUS']._serialized_end=2378
-  _globals['_OUTCOMEKIND']._serialized_start=2380
-  _globals['_OUTCOMEKIND']._serialized_end=2450
+  _globals['_ACTIONKIND']._serialized_start=3022
+  _globals['_ACTIONKIND']._serialized_end=3146
+  _globals['_SILENCEREASON']._serialized_start=3149
+  _globals['_SILENCEREASON']._serialized_end=3558
+  _globals['_CANDIDATESTATUS']._serialized_start=3561
+  _globals['_CANDIDATESTATUS']._serialized_end=3810
+  _globals['_OUTCOMEKIND']._serialized_start=3812
+  _globals['_OUTCOMEKIND']._serialized_end=3882
   _globals['_ACTION']._serialized_start=175
-  _globals['_ACTION']._serialized_end=413
-  _globals['_BASKETITEM']._serialized_start=415
-  _globals['_BASKETITEM']._serialized_end=484
-  _globals['_DECISIONCONTEXT']._serialized_start=486
-  _globals['_DECISIONCONTEXT']._serialized_end=603
-  _globals['_DECIDEREQUEST']._serialized_start=606
-  _globals['_DECIDEREQUEST']._serialized_end=845
-  _globals['_CANDIDATESCORE']._serialized_start=847
-  _globals['_CANDIDATESCORE']._serialized_end=954
-  _globals['_DECIDERESPONSE']._serialized_start=957
-  _globals['_DECIDERESPONSE']._serialized_end=1246
-  _globals['_RECORDOUTCOMEREQUEST']._serialized_start=1249
-  _globals['_RECORDOUTCOMEREQUEST']._serialized_end=1526
-  _globals['_RECORDOUTCOMERESPONSE']._serialized_start=1528
-  _globals['_RECORDOUTCOMERESPONSE']._serialized_end=1590
-  _globals['_LISTACTIONSREQUEST']._serialized_start=1592
-  _globals['_LISTACTIONSREQUEST']._serialized_end=1612
-  _globals['_LISTACTIONSRESPONSE']._serialized_start=1614
-  _globals['_LISTACTIONSRESPONSE']._serialized_end=1709
-  _globals['_DECISIONSERVICE']._serialized_start=2453
-  _globals['_DECISIONSERVICE']._serialized_end=2773
+  _globals['_ACTION']._serialized_end=518
+  _globals['_ELIGIBILITY']._serialized_start=520
+  _globals['_ELIGIBILITY']._serialized_end=639
+  _globals['_CONTACTCAP']._serialized_start=641
+  _globals['_CONTACTCAP']._serialized_end=745
+  _globals['_BASKETITEM']._serialized_start=747
+  _globals['_BASKETITEM']._serialized_end=816
+  _globals['_DECISIONCONTEXT']._serialized_start=818
+  _globals['_DECISIONCONTEXT']._serialized_end=935
+  _globals['_DECIDEREQUEST']._serialized_start=938
+  _globals['_DECIDEREQUEST']._serialized_end=1177
+  _globals['_CANDIDATESCORE']._serialized_start=1179
+  _globals['_CANDIDATESCORE']._serialized_end=1286
+  _globals['_DECIDERESPONSE']._serialized_start=1289
+  _globals['_DECIDERESPONSE']._serialized_end=1658
+  _globals['_RECORDOUTCOMEREQUEST']._serialized_start=1661
+  _globals['_RECORDOUTCOMEREQUEST']._serialized_end=1962
+  _globals['_RECORDOUTCOMERESPONSE']._serialized_start=1964
+  _globals['_RECORDOUTCOMERESPONSE']._serialized_end=2059
+  _globals['_LISTACTIONSREQUEST']._serialized_start=2061
+  _globals['_LISTACTIONSREQUEST']._serialized_end=2081
+  _globals['_LISTACTIONSRESPONSE']._serialized_start=2084
+  _globals['_LISTACTIONSRESPONSE']._serialized_end=2303
+  _globals['_EXPLAINDECISIONREQUEST']._serialized_start=2305
+  _globals['_EXPLAINDECISIONREQUEST']._serialized_end=2370
+  _globals['_FEATUREVALUE']._serialized_start=2372
+  _globals['_FEATUREVALUE']._serialized_end=2432
+  _globals['_ATTRIBUTEDOUTCOME']._serialized_start=2435
+  _globals['_ATTRIBUTEDOUTCOME']._serialized_end=2606
+  _globals['_EXPLAINDECISIONRESPONSE']._serialized_start=2609
+  _globals['_EXPLAINDECISIONRESPONSE']._serialized_end=3020
+  _globals['_DECISIONSERVICE']._serialized_start=3885
+  _globals['_DECISIONSERVICE']._serialized_end=4321
 # @@protoc_insertion_point(module_scope)

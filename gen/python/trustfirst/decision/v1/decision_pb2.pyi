@@ -63,6 +63,12 @@ class _SilenceReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Silence
     """Staying silent scored at least as high as every permitted action."""
     SILENCE_REASON_FEATURES_UNAVAILABLE: _SilenceReason.ValueType  # 7
     """The features could not be read, so the actions could not be scored."""
+    SILENCE_REASON_HOLDOUT: _SilenceReason.ValueType  # 8
+    """The profile belongs to the randomised holdout, which always gets silence."""
+    SILENCE_REASON_CONTACT_CAP: _SilenceReason.ValueType  # 9
+    """Every permitted, eligible action has reached a contact cap of its channel."""
+    SILENCE_REASON_EXPLORATION: _SilenceReason.ValueType  # 10
+    """Exploration drew silence at random among the permitted, eligible choices."""
 
 class SilenceReason(_SilenceReason, metaclass=_SilenceReasonEnumTypeWrapper):
     """Why a Decide answered silence."""
@@ -82,6 +88,12 @@ SILENCE_REASON_SILENCE_SCORED_BEST: SilenceReason.ValueType  # 6
 """Staying silent scored at least as high as every permitted action."""
 SILENCE_REASON_FEATURES_UNAVAILABLE: SilenceReason.ValueType  # 7
 """The features could not be read, so the actions could not be scored."""
+SILENCE_REASON_HOLDOUT: SilenceReason.ValueType  # 8
+"""The profile belongs to the randomised holdout, which always gets silence."""
+SILENCE_REASON_CONTACT_CAP: SilenceReason.ValueType  # 9
+"""Every permitted, eligible action has reached a contact cap of its channel."""
+SILENCE_REASON_EXPLORATION: SilenceReason.ValueType  # 10
+"""Exploration drew silence at random among the permitted, eligible choices."""
 Global___SilenceReason: _TypeAlias = SilenceReason  # noqa: Y015
 
 class _CandidateStatus:
@@ -101,6 +113,8 @@ class _CandidateStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Candi
     """Consent could not be checked."""
     CANDIDATE_STATUS_INELIGIBLE: _CandidateStatus.ValueType  # 5
     """An eligibility rule excluded the action for this customer or context."""
+    CANDIDATE_STATUS_CAPPED: _CandidateStatus.ValueType  # 6
+    """The customer has reached a contact cap of the action's channel."""
 
 class CandidateStatus(_CandidateStatus, metaclass=_CandidateStatusEnumTypeWrapper):
     """What happened to one candidate action during a decision."""
@@ -116,6 +130,8 @@ CANDIDATE_STATUS_CONSENT_UNAVAILABLE: CandidateStatus.ValueType  # 4
 """Consent could not be checked."""
 CANDIDATE_STATUS_INELIGIBLE: CandidateStatus.ValueType  # 5
 """An eligibility rule excluded the action for this customer or context."""
+CANDIDATE_STATUS_CAPPED: CandidateStatus.ValueType  # 6
+"""The customer has reached a contact cap of the action's channel."""
 Global___CandidateStatus: _TypeAlias = CandidateStatus  # noqa: Y015
 
 class _OutcomeKind:
@@ -147,13 +163,20 @@ class Action(_message.Message):
     TOUCHPOINTS_FIELD_NUMBER: _builtins.int
     COST_CENTS_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DISCOUNT_RATE_FIELD_NUMBER: _builtins.int
+    DISCOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    ELIGIBILITY_FIELD_NUMBER: _builtins.int
     action_id: _builtins.str
     kind: Global___ActionKind.ValueType
     channel: _consent_pb2.Channel.ValueType
     """The channel the action is delivered on."""
     cost_cents: _builtins.int
-    """Expected cost of showing the action, in cents (discount value, contact cost)."""
+    """Cost of showing the action once, in cents (message or display cost)."""
     description: _builtins.str
+    discount_rate: _builtins.float
+    """Share of the order value given away on an order placed with the action, 0 to 1."""
+    discount_cents: _builtins.int
+    """Fixed amount given away on an order placed with the action, in cents."""
     @_builtins.property
     def purposes(self) -> _containers.RepeatedScalarFieldContainer[_consent_pb2.Purpose.ValueType]:
         """Purposes that must all be allowed on the channel before the action may be shown."""
@@ -161,6 +184,10 @@ class Action(_message.Message):
     @_builtins.property
     def touchpoints(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Touchpoints where the action may be offered; empty means every touchpoint."""
+
+    @_builtins.property
+    def eligibility(self) -> Global___Eligibility:
+        """Rules a customer and context must meet for the action to be offered."""
 
     def __init__(
         self,
@@ -172,14 +199,78 @@ class Action(_message.Message):
         touchpoints: _abc.Iterable[_builtins.str] | None = ...,
         cost_cents: _builtins.int = ...,
         description: _builtins.str = ...,
+        discount_rate: _builtins.float = ...,
+        discount_cents: _builtins.int = ...,
+        eligibility: Global___Eligibility | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["eligibility", b"eligibility"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "channel", b"channel", "cost_cents", b"cost_cents", "description", b"description", "kind", b"kind", "purposes", b"purposes", "touchpoints", b"touchpoints"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "channel", b"channel", "cost_cents", b"cost_cents", "description", b"description", "discount_cents", b"discount_cents", "discount_rate", b"discount_rate", "eligibility", b"eligibility", "kind", b"kind", "purposes", b"purposes", "touchpoints", b"touchpoints"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Action: _TypeAlias = Action  # noqa: Y015
+
+@_typing.final
+class Eligibility(_message.Message):
+    """Eligibility rules of an action; a rule left at 0 does not apply."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_PURCHASE_COUNT_FIELD_NUMBER: _builtins.int
+    MIN_RECENCY_DAYS_FIELD_NUMBER: _builtins.int
+    MAX_RECENCY_DAYS_FIELD_NUMBER: _builtins.int
+    MIN_BASKET_CENTS_FIELD_NUMBER: _builtins.int
+    min_purchase_count: _builtins.int
+    """Purchases on record the customer needs at least."""
+    min_recency_days: _builtins.int
+    """Days since the latest purchase, at least; a customer with no purchase passes."""
+    max_recency_days: _builtins.int
+    """Days since the latest purchase, at most; a customer with no purchase fails."""
+    min_basket_cents: _builtins.int
+    """Value of the basket in the request, at least, in cents."""
+    def __init__(
+        self,
+        *,
+        min_purchase_count: _builtins.int = ...,
+        min_recency_days: _builtins.int = ...,
+        max_recency_days: _builtins.int = ...,
+        min_basket_cents: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_recency_days", b"max_recency_days", "min_basket_cents", b"min_basket_cents", "min_purchase_count", b"min_purchase_count", "min_recency_days", b"min_recency_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Eligibility: _TypeAlias = Eligibility  # noqa: Y015
+
+@_typing.final
+class ContactCap(_message.Message):
+    """A contact cap: at most max_contacts chosen actions on the channel per rolling period."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    MAX_CONTACTS_FIELD_NUMBER: _builtins.int
+    PERIOD_DAYS_FIELD_NUMBER: _builtins.int
+    channel: _consent_pb2.Channel.ValueType
+    max_contacts: _builtins.int
+    period_days: _builtins.int
+    def __init__(
+        self,
+        *,
+        channel: _consent_pb2.Channel.ValueType = ...,
+        max_contacts: _builtins.int = ...,
+        period_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "max_contacts", b"max_contacts", "period_days", b"period_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContactCap: _TypeAlias = ContactCap  # noqa: Y015
 
 @_typing.final
 class BasketItem(_message.Message):
@@ -316,6 +407,10 @@ class DecideResponse(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     CONSENT_TOKEN_FIELD_NUMBER: _builtins.int
     REPEAT_PROBABILITY_FIELD_NUMBER: _builtins.int
+    CATALOG_VERSION_FIELD_NUMBER: _builtins.int
+    PROPENSITY_FIELD_NUMBER: _builtins.int
+    HOLDOUT_FIELD_NUMBER: _builtins.int
+    EXPLORED_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     profile_id: _builtins.str
     """The resolved profile id; empty when no profile was found."""
@@ -331,6 +426,16 @@ class DecideResponse(_message.Message):
     """The consent ledger position the answer was checked against; empty if unchecked."""
     repeat_probability: _builtins.float
     """The model's probability that the customer purchases again within its horizon."""
+    catalog_version: _builtins.str
+    """Version of the catalog (actions, caps and rules) the decision used; it belongs to the
+    same promoted bundle as model_version.
+    """
+    propensity: _builtins.float
+    """Probability with which the served choice (the action, or silence) was drawn."""
+    holdout: _builtins.bool
+    """True when the profile is in the randomised holdout."""
+    explored: _builtins.bool
+    """True when the choice was drawn at random by exploration."""
     @_builtins.property
     def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CandidateScore]:
         """Every catalog action offered on this channel, with its score and status."""
@@ -347,10 +452,14 @@ class DecideResponse(_message.Message):
         model_version: _builtins.str = ...,
         consent_token: _builtins.str = ...,
         repeat_probability: _builtins.float = ...,
+        catalog_version: _builtins.str = ...,
+        propensity: _builtins.float = ...,
+        holdout: _builtins.bool = ...,
+        explored: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "candidates", b"candidates", "consent_token", b"consent_token", "decision_id", b"decision_id", "model_version", b"model_version", "profile_id", b"profile_id", "repeat_probability", b"repeat_probability", "silence_reason", b"silence_reason", "silent", b"silent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "candidates", b"candidates", "catalog_version", b"catalog_version", "consent_token", b"consent_token", "decision_id", b"decision_id", "explored", b"explored", "holdout", b"holdout", "model_version", b"model_version", "profile_id", b"profile_id", "propensity", b"propensity", "repeat_probability", b"repeat_probability", "silence_reason", b"silence_reason", "silent", b"silent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -368,6 +477,7 @@ class RecordOutcomeRequest(_message.Message):
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
     DECISION_ID_FIELD_NUMBER: _builtins.int
+    DISCOUNT_CENTS_FIELD_NUMBER: _builtins.int
     profile_id: _builtins.str
     """The customer, by profile id. Exactly one of profile_id and identifiers is set."""
     kind: Global___OutcomeKind.ValueType
@@ -379,6 +489,10 @@ class RecordOutcomeRequest(_message.Message):
     """Caller's unique id of the event; a retried event with the same id is applied once."""
     decision_id: _builtins.str
     """Optional id of the decision that preceded the outcome."""
+    discount_cents: _builtins.int
+    """Discount granted on this order, in cents; the order's list value is amount_cents +
+    discount_cents.
+    """
     @_builtins.property
     def identifiers(self) -> _containers.RepeatedCompositeFieldContainer[_identity_pb2.Identifier]: ...
     @_builtins.property
@@ -396,10 +510,11 @@ class RecordOutcomeRequest(_message.Message):
         event_time: _timestamp_pb2.Timestamp | None = ...,
         event_id: _builtins.str = ...,
         decision_id: _builtins.str = ...,
+        discount_cents: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "decision_id", b"decision_id", "event_id", b"event_id", "event_time", b"event_time", "identifiers", b"identifiers", "kind", b"kind", "profile_id", b"profile_id", "quantity", b"quantity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "decision_id", b"decision_id", "discount_cents", b"discount_cents", "event_id", b"event_id", "event_time", b"event_time", "identifiers", b"identifiers", "kind", b"kind", "profile_id", b"profile_id", "quantity", b"quantity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -411,18 +526,24 @@ class RecordOutcomeResponse(_message.Message):
 
     PROFILE_ID_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    ATTRIBUTED_DECISION_IDS_FIELD_NUMBER: _builtins.int
     profile_id: _builtins.str
     duplicate: _builtins.bool
     """True when event_id was seen before and nothing was changed."""
+    @_builtins.property
+    def attributed_decision_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Decisions of the profile made within the attribution window before the outcome."""
+
     def __init__(
         self,
         *,
         profile_id: _builtins.str = ...,
         duplicate: _builtins.bool = ...,
+        attributed_decision_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "profile_id", b"profile_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributed_decision_ids", b"attributed_decision_ids", "duplicate", b"duplicate", "profile_id", b"profile_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -449,20 +570,181 @@ class ListActionsResponse(_message.Message):
 
     ACTIONS_FIELD_NUMBER: _builtins.int
     CATALOG_VERSION_FIELD_NUMBER: _builtins.int
+    CAPS_FIELD_NUMBER: _builtins.int
+    HOLDOUT_SHARE_FIELD_NUMBER: _builtins.int
+    EXPLORATION_SHARE_FIELD_NUMBER: _builtins.int
+    BUNDLE_VERSION_FIELD_NUMBER: _builtins.int
     catalog_version: _builtins.str
     """Version of the catalog, changed whenever the catalog changes."""
+    holdout_share: _builtins.float
+    """Share of profiles in the randomised holdout, 0 to 1."""
+    exploration_share: _builtins.float
+    """Share of decisions whose choice is drawn at random, 0 to 1."""
+    bundle_version: _builtins.str
+    """Version of the promoted bundle (model, catalog and rules) being served."""
     @_builtins.property
     def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Action]: ...
+    @_builtins.property
+    def caps(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContactCap]:
+        """Contact caps per channel and period."""
+
     def __init__(
         self,
         *,
         actions: _abc.Iterable[Global___Action] | None = ...,
         catalog_version: _builtins.str = ...,
+        caps: _abc.Iterable[Global___ContactCap] | None = ...,
+        holdout_share: _builtins.float = ...,
+        exploration_share: _builtins.float = ...,
+        bundle_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "catalog_version", b"catalog_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "bundle_version", b"bundle_version", "caps", b"caps", "catalog_version", b"catalog_version", "exploration_share", b"exploration_share", "holdout_share", b"holdout_share"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListActionsResponse: _TypeAlias = ListActionsResponse  # noqa: Y015
+
+@_typing.final
+class ExplainDecisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    profile_id: _builtins.str
+    """The profile the decision was made for; decision records are stored per profile."""
+    decision_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        profile_id: _builtins.str = ...,
+        decision_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision_id", b"decision_id", "profile_id", b"profile_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainDecisionRequest: _TypeAlias = ExplainDecisionRequest  # noqa: Y015
+
+@_typing.final
+class FeatureValue(_message.Message):
+    """One feature of a decision, as the model saw it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    MISSING_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    value: _builtins.float
+    missing: _builtins.bool
+    """True when the feature was undefined (LightGBM's missing value); value is then 0."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.float = ...,
+        missing: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["missing", b"missing", "name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeatureValue: _TypeAlias = FeatureValue  # noqa: Y015
+
+@_typing.final
+class AttributedOutcome(_message.Message):
+    """An outcome attributed to a decision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TIME_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    DISCOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    MARGIN_CENTS_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    amount_cents: _builtins.int
+    discount_cents: _builtins.int
+    quantity: _builtins.int
+    margin_cents: _builtins.float
+    """Margin of the order: margin rate x list value - discount, in cents."""
+    @_builtins.property
+    def event_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        event_time: _timestamp_pb2.Timestamp | None = ...,
+        amount_cents: _builtins.int = ...,
+        discount_cents: _builtins.int = ...,
+        quantity: _builtins.int = ...,
+        margin_cents: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "discount_cents", b"discount_cents", "event_id", b"event_id", "event_time", b"event_time", "margin_cents", b"margin_cents", "quantity", b"quantity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttributedOutcome: _TypeAlias = AttributedOutcome  # noqa: Y015
+
+@_typing.final
+class ExplainDecisionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    DECISION_TIME_FIELD_NUMBER: _builtins.int
+    TOUCHPOINT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    ATTRIBUTED_MARGIN_CENTS_FIELD_NUMBER: _builtins.int
+    ATTRIBUTION_END_TIME_FIELD_NUMBER: _builtins.int
+    touchpoint: _builtins.str
+    channel: _consent_pb2.Channel.ValueType
+    attributed_margin_cents: _builtins.float
+    """Sum of the outcomes' margins less the chosen action's cost, in cents."""
+    @_builtins.property
+    def decision(self) -> Global___DecideResponse:
+        """The decision as Decide returned it."""
+
+    @_builtins.property
+    def decision_time(self) -> _timestamp_pb2.Timestamp:
+        """Time the decision was made for (the request's event time)."""
+
+    @_builtins.property
+    def features(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeatureValue]: ...
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttributedOutcome]:
+        """Outcomes recorded within the attribution window after the decision."""
+
+    @_builtins.property
+    def attribution_end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the attribution window; outcomes after it are not attributed."""
+
+    def __init__(
+        self,
+        *,
+        decision: Global___DecideResponse | None = ...,
+        decision_time: _timestamp_pb2.Timestamp | None = ...,
+        touchpoint: _builtins.str = ...,
+        channel: _consent_pb2.Channel.ValueType = ...,
+        features: _abc.Iterable[Global___FeatureValue] | None = ...,
+        outcomes: _abc.Iterable[Global___AttributedOutcome] | None = ...,
+        attributed_margin_cents: _builtins.float = ...,
+        attribution_end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attribution_end_time", b"attribution_end_time", "decision", b"decision", "decision_time", b"decision_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributed_margin_cents", b"attributed_margin_cents", "attribution_end_time", b"attribution_end_time", "channel", b"channel", "decision", b"decision", "decision_time", b"decision_time", "features", b"features", "outcomes", b"outcomes", "touchpoint", b"touchpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainDecisionResponse: _TypeAlias = ExplainDecisionResponse  # noqa: Y015

@@ -51,6 +51,11 @@ class DecisionServiceStub:
                 request_serializer=trustfirst_dot_decision_dot_v1_dot_decision__pb2.ListActionsRequest.SerializeToString,
                 response_deserializer=trustfirst_dot_decision_dot_v1_dot_decision__pb2.ListActionsResponse.FromString,
                 _registered_method=True)
+        self.ExplainDecision = channel.unary_unary(
+                '/trustfirst.decision.v1.DecisionService/ExplainDecision',
+                request_serializer=trustfirst_dot_decision_dot_v1_dot_decision__pb2.ExplainDecisionRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_decision_dot_v1_dot_decision__pb2.ExplainDecisionResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
@@ -80,6 +85,14 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainDecision(self, request, context):
+        """Returns a logged decision: its features, candidates, scores, chosen action, propensity,
+        versions, consent token, and the outcomes attributed to it so far.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +110,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.ListActions,
                     request_deserializer=trustfirst_dot_decision_dot_v1_dot_decision__pb2.ListActionsRequest.FromString,
                     response_serializer=trustfirst_dot_decision_dot_v1_dot_decision__pb2.ListActionsResponse.SerializeToString,
+            ),
+            'ExplainDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainDecision,
+                    request_deserializer=trustfirst_dot_decision_dot_v1_dot_decision__pb2.ExplainDecisionRequest.FromString,
+                    response_serializer=trustfirst_dot_decision_dot_v1_dot_decision__pb2.ExplainDecisionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +200,33 @@ class DecisionService:
             '/trustfirst.decision.v1.DecisionService/ListActions',
             trustfirst_dot_decision_dot_v1_dot_decision__pb2.ListActionsRequest.SerializeToString,
             trustfirst_dot_decision_dot_v1_dot_decision__pb2.ListActionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.decision.v1.DecisionService/ExplainDecision',
+            trustfirst_dot_decision_dot_v1_dot_decision__pb2.ExplainDecisionRequest.SerializeToString,
+            trustfirst_dot_decision_dot_v1_dot_decision__pb2.ExplainDecisionResponse.FromString,
             options,
             channel_credentials,
             insecure,

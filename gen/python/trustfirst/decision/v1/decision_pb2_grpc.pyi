@@ -43,6 +43,10 @@ class DecisionServiceStub:
     """Records a purchase and updates the profile's features."""
     ListActions: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ListActionsRequest, _decision_pb2.ListActionsResponse]
     """Returns the action catalog the service decides from."""
+    ExplainDecision: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ExplainDecisionRequest, _decision_pb2.ExplainDecisionResponse]
+    """Returns a logged decision: its features, candidates, scores, chosen action, propensity,
+    versions, consent token, and the outcomes attributed to it so far.
+    """
 
 @_typing.type_check_only
 class DecisionServiceAsyncStub(DecisionServiceStub):
@@ -59,6 +63,10 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     """Records a purchase and updates the profile's features."""
     ListActions: _aio.UnaryUnaryMultiCallable[_decision_pb2.ListActionsRequest, _decision_pb2.ListActionsResponse]  # type: ignore[assignment]
     """Returns the action catalog the service decides from."""
+    ExplainDecision: _aio.UnaryUnaryMultiCallable[_decision_pb2.ExplainDecisionRequest, _decision_pb2.ExplainDecisionResponse]  # type: ignore[assignment]
+    """Returns a logged decision: its features, candidates, scores, chosen action, propensity,
+    versions, consent token, and the outcomes attributed to it so far.
+    """
 
 class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Picks the next best action for a customer at a touchpoint, or deliberately nothing.
@@ -90,5 +98,15 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_decision_pb2.ListActionsResponse, _abc.Awaitable[_decision_pb2.ListActionsResponse]]:
         """Returns the action catalog the service decides from."""
+
+    @_abc_1.abstractmethod
+    def ExplainDecision(
+        self,
+        request: _decision_pb2.ExplainDecisionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_decision_pb2.ExplainDecisionResponse, _abc.Awaitable[_decision_pb2.ExplainDecisionResponse]]:
+        """Returns a logged decision: its features, candidates, scores, chosen action, propensity,
+        versions, consent token, and the outcomes attributed to it so far.
+        """
 
 def add_DecisionServiceServicer_to_server(servicer: DecisionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
