@@ -26,8 +26,12 @@ def generate(output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     protoc_include = Path(protoc.__file__).parent / "_proto"
     files = [str(path.relative_to(PROTO_ROOT)) for path in proto_files()]
+    # The mypy plugins are console scripts beside this interpreter, which need not be on PATH.
+    scripts = Path(sys.executable).parent
     args = [
         "grpc_tools.protoc",
+        f"--plugin=protoc-gen-mypy={scripts / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={scripts / 'protoc-gen-mypy_grpc'}",
         f"-I{PROTO_ROOT}",
         f"-I{protoc_include}",
         f"--python_out={output}",
