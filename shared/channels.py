@@ -5,6 +5,8 @@ from typing import Any
 
 import grpc
 
+from shared.telemetry import client_interceptors
+
 # Read-only calls are retried on UNAVAILABLE within the caller's deadline; writes are not
 # listed here, so a client never repeats them without an idempotency key of its own.
 _READ_ONLY_METHODS = [
@@ -44,5 +46,11 @@ def channel_options(max_message_bytes: int = 1 << 20) -> list[tuple[str, Any]]:
 
 
 def create_channel(target: str) -> grpc.aio.Channel:
-    """Open an insecure asyncio channel to target (``host:port`` or ``dns:///host:port``)."""
-    return grpc.aio.insecure_channel(target, options=channel_options())
+    """Open an insecure asyncio channel to target (``host:port`` or ``dns:///host:port``).
+
+    Calls on it carry the current trace context, so the called service's spans join the
+    caller's trace.
+    """
+    return grpc.aio.insecure_channel(
+        target, options=channel_options(), interceptors=client_interceptors()
+    )

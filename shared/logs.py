@@ -1,6 +1,7 @@
 """Structured logging with request-scoped ids.
 
-Log lines carry ids (request id, decision id, profile id), never an identifier in clear.
+Log lines carry ids (request id, decision id, profile id, and the trace and span id of the
+current OpenTelemetry span), never an identifier in clear.
 """
 
 import contextvars
@@ -10,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+from opentelemetry import trace
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar(
     "request_id", default=""
 )
@@ -18,7 +21,11 @@ _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object with its extra fields and the request id."""
+    """Formats a record as one JSON object with its extra fields and the request id.
+
+    A record written while a span is current also gets ``trace_id`` (32 hex digits) and
+    ``span_id`` (16 hex digits), so a log line can be found from its trace and back.
+    """
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -36,6 +43,10 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = trace.format_trace_id(span_context.trace_id)
+            entry["span_id"] = trace.format_span_id(span_context.span_id)
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value

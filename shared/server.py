@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,9 +14,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from shared.logs import request_id_var
 from shared.settings import ServiceSettings
+from shared.telemetry import RpcMetrics, configure_telemetry, server_interceptors
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +41,85 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
                 break
         request_id_var.set(request_id or uuid.uuid4().hex[:16])
         return await continuation(handler_call_details)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Times every unary call and counts the decisions and consent denials it returns.
+
+    Streaming calls (health Watch, reflection) pass through unmeasured. A call that ends
+    with an error also marks the current span as failed with its status code, because the
+    OpenTelemetry interceptor handles ``abort`` but not ``abort_with_status``.
+    """
+
+    def __init__(self, metrics: RpcMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        behavior: Callable[..., Any] | None = handler.unary_unary
+        if behavior is None:
+            return handler
+        method = handler_call_details.method
+        metrics = self._metrics
+
+        async def measured(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.UNKNOWN
+            try:
+                response = behavior(request, context)
+                if inspect.isawaitable(response):
+                    response = await response
+                code = _status_code(context, grpc.StatusCode.OK)
+                if code == grpc.StatusCode.OK:
+                    metrics.record_response(method, response)
+                return response
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except BaseException:
+                code = _status_code(context, grpc.StatusCode.UNKNOWN)
+                raise
+            finally:
+                metrics.record_call(method, code, time.perf_counter() - started)
+                if code != grpc.StatusCode.OK:
+                    _mark_span_failed(code)
+
+        return grpc.unary_unary_rpc_method_handler(
+            measured,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _status_code(
+    context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode
+) -> grpc.StatusCode:
+    """Return the status code the call will end with, or default when none was set."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    # The asyncio context returns the code as the number of the C core enum.
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status
+    return default
+
+
+def _mark_span_failed(code: grpc.StatusCode) -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        span.set_status(Status(StatusCode.ERROR, code.name))
 
 
 def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
@@ -67,8 +151,14 @@ class GrpcService:
     ) -> None:
         self.name = name
         self.settings = settings
+        # The tracing interceptor is first, so the request id, the metrics and the
+        # servicer all run inside the call's span.
         self.server = grpc.aio.server(
-            interceptors=[RequestIdInterceptor()],
+            interceptors=[
+                *server_interceptors(),
+                RequestIdInterceptor(),
+                MetricsInterceptor(RpcMetrics()),
+            ],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
@@ -111,7 +201,13 @@ class GrpcService:
         logger.info("%s stopped", self.name)
 
     async def run_until_signal(self) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        """Configure telemetry, serve until SIGTERM or SIGINT, then stop gracefully.
+
+        This is the entry point of a service process, so it installs the process-wide
+        OpenTelemetry providers. A service started with ``start()`` uses the providers
+        that its caller installed, if any.
+        """
+        telemetry = configure_telemetry(self.name)
         await self.start()
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
@@ -119,4 +215,8 @@ class GrpcService:
             loop.add_signal_handler(sig, stop_requested.set)
 
         await stop_requested.wait()
-        await self.stop()
+        logger.info("%s received a stop signal", self.name)
+        try:
+            await self.stop()
+        finally:
+            await asyncio.to_thread(telemetry.shutdown)

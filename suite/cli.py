@@ -1,15 +1,25 @@
-"""The ``trustfirst`` command: run the suite on real data, start it, or train a model."""
+"""The ``trustfirst`` command: run the suite, train a model, and call running services.
+
+``demo``, ``up`` and ``train`` work on one machine. ``resolve``, ``lookup``, ``grant``,
+``deny``, ``withdraw``, ``check``, ``decide``, ``outcome`` and ``actions`` call a running
+service and print its response as JSON; ``report`` runs the decision report.
+"""
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
 
 from shared.logs import configure_logging
+from suite import client_commands
+
+REPORT_MODULE = "services.decision.report"
 
 DEFAULT_DATA_DIR = Path(os.environ.get("TRUSTFIRST_DATA_DIR", "var"))
 
@@ -58,12 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--out", type=Path, default=DEFAULT_DATA_DIR / "models", help="model folder"
     )
+
+    client_commands.add_parsers(commands)
+    report = commands.add_parser(
+        "report",
+        help=f"run the decision report (python -m {REPORT_MODULE}); "
+        "arguments after `report` are passed on",
+        add_help=False,
+    )
+    report.add_argument("report_args", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging("trustfirst", level="WARNING", fmt="text")
+
+    if args.command in client_commands.COMMANDS:
+        _call_service(args)
+        return
+    if args.command == "report":
+        sys.exit(_run_report(args.report_args))
 
     try:
         if args.command == "demo":
@@ -91,6 +116,30 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("trustfirst").debug("command failed", exc_info=True)
         print(f"trustfirst {args.command}: {error}", file=sys.stderr)
         sys.exit(1)
+
+
+def _call_service(args: argparse.Namespace) -> None:
+    """Run a client command; print the response, or the error and exit with status 1."""
+    command = client_commands.COMMANDS[args.command]
+    try:
+        response = command(args)
+    except client_commands.CallFailed as error:
+        print(f"trustfirst {args.command}: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(client_commands.to_json(response))
+
+
+def _run_report(report_args: list[str]) -> int:
+    """Run the decision report module with report_args; return its exit status."""
+    if importlib.util.find_spec(REPORT_MODULE) is None:
+        print(
+            f"trustfirst report: {REPORT_MODULE} is not in this installation; "
+            "update trustfirst to a version with the decision report",
+            file=sys.stderr,
+        )
+        return 1
+    command = [sys.executable, "-m", REPORT_MODULE, *report_args]
+    return subprocess.run(command, check=False).returncode
 
 
 def _serve(data_dir: Path, redis_url: str | None) -> None:

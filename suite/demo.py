@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from tqdm import tqdm
 
 from shared.channels import create_channel
 from suite.launcher import Suite, start_suite
@@ -147,18 +148,30 @@ def _change(
 
 
 async def bounded_gather(
-    items: Iterable[T], worker: Callable[[T], Awaitable[None]], concurrency: int
+    items: Iterable[T],
+    worker: Callable[[T], Awaitable[None]],
+    concurrency: int,
+    progress: str = "",
 ) -> None:
-    """Run worker over items with at most concurrency calls in flight."""
+    """Run worker over items with at most concurrency calls in flight.
+
+    A non-empty progress labels a tqdm progress bar on stderr, drawn only when stderr is
+    a terminal.
+    """
     queue: asyncio.Queue[T] = asyncio.Queue()
     for item in items:
         queue.put_nowait(item)
+    bar = tqdm(total=queue.qsize(), desc=progress, disable=None if progress else True)
 
     async def drain() -> None:
         while not queue.empty():
             await worker(queue.get_nowait())
+            bar.update()
 
-    await asyncio.gather(*(drain() for _ in range(concurrency)))
+    try:
+        await asyncio.gather(*(drain() for _ in range(concurrency)))
+    finally:
+        bar.close()
 
 
 def print_report(report: DemoReport, out_path: Path) -> None:
@@ -253,7 +266,7 @@ async def _resolve_all(
         profiles[customer.customer_id] = reply.profile_id
 
     print(f"Registering {len(customers):,} customers with identity ...", flush=True)
-    await bounded_gather(customers, resolve, LOAD_CONCURRENCY)
+    await bounded_gather(customers, resolve, LOAD_CONCURRENCY, progress="identities")
     return profiles
 
 
@@ -277,7 +290,9 @@ async def _record_consents(
             )
 
     print("Recording a seeded mix of consents ...", flush=True)
-    await bounded_gather(profiles.items(), record, LOAD_CONCURRENCY)
+    await bounded_gather(
+        profiles.items(), record, LOAD_CONCURRENCY, progress="consents"
+    )
 
 
 async def _touchpoints(
@@ -340,5 +355,5 @@ async def _replay(
 
     print(f"Replaying {len(requests):,} decisions ...", flush=True)
     started = time.perf_counter()
-    await bounded_gather(requests, decide, config.concurrency)
+    await bounded_gather(requests, decide, config.concurrency, progress="decisions")
     report.replay_seconds = time.perf_counter() - started
