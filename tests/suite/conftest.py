@@ -27,6 +27,13 @@ SERVICE_LOG_LEVELS = {
     for name in ("IDENTITY", "CONSENT", "DECISION")
 }
 
+# The suite's tests check answers and logs, not deadlines, so decision's deadlines are
+# long enough that a busy test machine does not turn calls into silences or errors.
+SERVICE_DEADLINES = {
+    f"TRUSTFIRST_DECISION_{step}_DEADLINE_MS": "2000"
+    for step in ("IDENTITY", "CONSENT", "FEATURES")
+}
+
 
 @pytest.fixture(scope="session")
 def suite_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -87,7 +94,7 @@ def running_suite(
     data_dir = tmp_path_factory.mktemp("suite")
     redis = EmbeddedRedis(data_dir=data_dir / "redis").start()
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in SERVICE_LOG_LEVELS.items():
+        for name, value in {**SERVICE_LOG_LEVELS, **SERVICE_DEADLINES}.items():
             patch.setenv(name, value)
         suite = start_suite(data_dir, suite_model, redis.url)
     try:
