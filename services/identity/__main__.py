@@ -5,6 +5,7 @@ import logging
 
 from services.identity.app import create_service
 from services.identity.hashing import HashKeyError
+from services.identity.rules import RulesError
 from services.identity.settings import IdentitySettings
 from shared.logs import configure_logging
 
@@ -22,7 +23,7 @@ def main() -> None:
     configure_logging("identity", settings.log_level, settings.log_format)
     try:
         asyncio.run(_serve(settings))
-    except HashKeyError as error:
+    except (HashKeyError, RulesError) as error:
         logger.error("identity service not started: %s", error)
         raise SystemExit(2) from None
 

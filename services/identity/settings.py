@@ -6,11 +6,16 @@ import phonenumbers
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.identity.rules import RuleSettings
 from shared.settings import ServiceSettings
 
 
-class IdentitySettings(ServiceSettings):
-    """Identity service settings; ``REDIS_URL`` and the network settings come from the base."""
+class IdentitySettings(ServiceSettings, RuleSettings):
+    """Identity service settings; ``REDIS_URL`` and the network settings come from the base.
+
+    The linking rules (``max_values_per_kind`` and the others) are fields of
+    ``RuleSettings``; lists and maps are read from the environment as JSON.
+    """
 
     model_config = SettingsConfigDict(env_prefix="TRUSTFIRST_IDENTITY_", extra="ignore")
 
@@ -32,6 +37,16 @@ class IdentitySettings(ServiceSettings):
     events_max_length: int = Field(default=1_000_000, ge=1000)
     """Approximate maximum number of entries kept in the ``tf:identity:events`` stream, in
     entries; older entries are trimmed, read by consumers or not."""
+
+    redis_cluster: bool = False
+    """Connect with the Redis Cluster protocol even though ``REDIS_URL`` is a plain
+    ``redis://`` URL of one node. A ``redis+cluster://`` URL selects the cluster protocol
+    without this setting. Every identity key shares one hash tag, so the graph lives in
+    one slot."""
+
+    rules_file: Path | None = None
+    """TOML file with the linking rules, keyed by the rule settings' names in lower case.
+    A rule may be set in the file or in the environment, not both."""
 
     @field_validator("phone_default_region")
     @classmethod

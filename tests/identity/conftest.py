@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 import pytest
@@ -32,15 +34,65 @@ def ident(
     return identity_pb2.Identifier(kind=kind, value=value)
 
 
-def make_settings(redis_url: str) -> IdentitySettings:
-    return IdentitySettings(
-        port=0,
-        redis_url=redis_url,
-        hash_key=SecretStr(HASH_KEY),
-        hash_key_file=None,
-        phone_default_region="GB",
-        grace_seconds=0,
+def make_settings(redis_url: str, **overrides: Any) -> IdentitySettings:
+    """Settings of a test service on a free port. Overrides set any field, rules included."""
+    values: dict[str, Any] = {
+        "port": 0,
+        "redis_url": redis_url,
+        "hash_key": SecretStr(HASH_KEY),
+        "hash_key_file": None,
+        "phone_default_region": "GB",
+        "grace_seconds": 0,
+        "rules_file": None,
+        **overrides,
+    }
+    return IdentitySettings(**values)
+
+
+@asynccontextmanager
+async def running_identity(
+    redis_url: str, **overrides: Any
+) -> AsyncIterator[identity_pb2_grpc.IdentityServiceAsyncStub]:
+    """Start an identity service with the given settings and yield a stub on it."""
+    service = create_service(make_settings(redis_url, **overrides))
+    await service.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            yield identity_pb2_grpc.IdentityServiceStub(channel)
+    finally:
+        await service.stop(grace=0)
+
+
+async def resolve(
+    stub: identity_pb2_grpc.IdentityServiceAsyncStub,
+    *identifiers: identity_pb2.Identifier,
+    source: str = "web",
+) -> identity_pb2.ResolveResponse:
+    return await stub.Resolve(
+        identity_pb2.ResolveRequest(identifiers=identifiers, source=source)
     )
+
+
+async def lookup(
+    stub: identity_pb2_grpc.IdentityServiceAsyncStub,
+    *identifiers: identity_pb2.Identifier,
+) -> identity_pb2.LookupResponse:
+    return await stub.Lookup(identity_pb2.LookupRequest(identifiers=identifiers))
+
+
+def rejections(
+    response: identity_pb2.ResolveResponse,
+) -> list[tuple[int, str, str, bool]]:
+    """Return each rejection as (index, reason name, rule kind name, quarantined)."""
+    return [
+        (
+            item.index,
+            identity_pb2.RejectionReason.Name(item.reason),
+            identity_pb2.IdentifierKind.Name(item.rule_kind),
+            item.quarantined,
+        )
+        for item in response.rejected_identifiers
+    ]
 
 
 @pytest.fixture

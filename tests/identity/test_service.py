@@ -231,7 +231,10 @@ INVALID_RESOLVE = [
         id="bad-phone",
     ),
     pytest.param(
-        [ident(DEVICE_ID, " ")], "web", ["identifiers[0].value"], id="blank-device"
+        [ident(DEVICE_ID, "dev\x00a")],
+        "web",
+        ["identifiers[0].value"],
+        id="control-character-device",
     ),
     pytest.param([ident(EMAIL, "a@example.com")], "", ["source"], id="no-source"),
     pytest.param(
@@ -258,6 +261,18 @@ async def test_resolve_invalid(
 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_request_fields(caught.value) == fields
+
+
+async def test_resolve_blank_value_blocked(stub: Stub) -> None:
+    response = await resolve(
+        stub, ident(EMAIL, "ana@example.com"), ident(DEVICE_ID, " ")
+    )
+
+    assert response.created is True
+    assert [item.index for item in response.rejected_identifiers] == [1]
+    assert response.rejected_identifiers[0].reason == (
+        identity_pb2.REJECTION_REASON_BLOCKED_VALUE
+    )
 
 
 async def test_resolve_invalid_request_id(stub: Stub) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TypeAlias
 
+import pytest
 import redis.asyncio as aioredis
 
+from services.identity.keys import QUARANTINE_KEY
 from tests.identity.conftest import (
     ACCOUNT_ID,
     COOKIE_ID,
@@ -22,6 +25,7 @@ from trustfirst.identity.v1 import identity_pb2, identity_pb2_grpc
 Stub: TypeAlias = "identity_pb2_grpc.IdentityServiceAsyncStub"
 
 # Values chosen so that none can occur by chance inside a hex hash, an id or a timestamp.
+# The phone is checked by its 12 digits: a 4-digit part such as 7946 does occur in hashes.
 CLEAR_VALUES = {
     EMAIL: " Zelda.Quinn@Example.org ",
     PHONE: "020 7946 0958",
@@ -37,7 +41,6 @@ FORBIDDEN = [
     "example.org",
     "+442079460958",
     "442079460958",
-    "7946",
     "acct-zq",
     "loy-zq",
     "dev-zq",
@@ -60,6 +63,9 @@ async def dump_redis(client: aioredis.Redis) -> list[str]:
                 texts.extend([field, value])
         elif kind == "set":
             texts.extend(await client.smembers(key))
+        elif kind == "zset":
+            for member, score in await client.zrange(key, 0, -1, withscores=True):
+                texts.extend([member, str(score)])
         elif kind == "stream":
             for entry_id, fields in await client.xrange(key):
                 texts.append(entry_id)
@@ -88,3 +94,61 @@ async def test_redis_stores_no_clear_value(
     assert len(texts) > 30
     for forbidden in FORBIDDEN:
         assert forbidden.lower() not in dump, forbidden
+
+
+async def run_lifecycle(stub: Stub) -> None:
+    """Resolve, merge, quarantine a shared device, split and erase, with clear values."""
+    everything = [ident(kind, value) for kind, value in CLEAR_VALUES.items()]
+    created = await stub.Resolve(
+        identity_pb2.ResolveRequest(identifiers=everything, source="crm")
+    )
+    for number in range(6):
+        await stub.Resolve(
+            identity_pb2.ResolveRequest(
+                identifiers=[
+                    ident(ACCOUNT_ID, f"acct-zq-{number}"),
+                    ident(POS_TOKEN, "tok-zq-shared"),
+                ],
+                source="pos",
+            )
+        )
+    await stub.SplitProfile(
+        identity_pb2.SplitProfileRequest(
+            profile_id=created.profile_id, identifiers=[everything[-1]]
+        )
+    )
+    await stub.ExplainLink(
+        identity_pb2.ExplainLinkRequest(first=everything[0], second=everything[1])
+    )
+    await stub.EraseProfile(
+        identity_pb2.EraseProfileRequest(profile_id=created.profile_id)
+    )
+
+
+async def test_lifecycle_stores_no_clear_value(
+    stub: Stub, redis_client: aioredis.Redis
+) -> None:
+    await run_lifecycle(stub)
+
+    texts = await dump_redis(redis_client)
+    dump = "\n".join(texts).lower()
+
+    assert await redis_client.zcard(QUARANTINE_KEY) == 1
+    for forbidden in FORBIDDEN:
+        assert forbidden.lower() not in dump, forbidden
+
+
+async def test_logs_contain_no_value(
+    stub: Stub, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="services.identity"):
+        await run_lifecycle(stub)
+
+    logged = "\n".join(
+        f"{record.getMessage()} {record.__dict__}" for record in caplog.records
+    ).lower()
+
+    assert "quarantined" in logged
+    assert "erased" in logged
+    for forbidden in FORBIDDEN:
+        assert forbidden.lower() not in logged, forbidden

@@ -25,33 +25,73 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%trustfirst/identity/v1/identity.proto\x12\x16trustfirst.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\nIdentifier\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.trustfirst.identity.v1.IdentifierKind\x12\r\n\x05value\x18\x02 \x01(\t\"\x9b\x01\n\x10LinkedIdentifier\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.trustfirst.identity.v1.IdentifierKind\x12\x12\n\nvalue_hash\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12-\n\tlink_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x01\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x0bidentifiers\x18\x03 \x03(\x0b\x32(.trustfirst.identity.v1.LinkedIdentifier\x12\x1a\n\x12merged_profile_ids\x18\x04 \x03(\t\"m\n\x0eResolveRequest\x12\x37\n\x0bidentifiers\x18\x01 \x03(\x0b\x32\".trustfirst.identity.v1.Identifier\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"R\n\x0fResolveResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x1a\n\x12merged_profile_ids\x18\x03 \x03(\t\"H\n\rLookupRequest\x12\x37\n\x0bidentifiers\x18\x01 \x03(\x0b\x32\".trustfirst.identity.v1.Identifier\"J\n\x0eLookupResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12\x15\n\rmatched_index\x18\x03 \x01(\x05\"\'\n\x11GetProfileRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\"F\n\x12GetProfileResponse\x12\x30\n\x07profile\x18\x01 \x01(\x0b\x32\x1f.trustfirst.identity.v1.Profile*\x84\x02\n\x0eIdentifierKind\x12\x1f\n\x1bIDENTIFIER_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15IDENTIFIER_KIND_EMAIL\x10\x01\x12\x19\n\x15IDENTIFIER_KIND_PHONE\x10\x02\x12\x1e\n\x1aIDENTIFIER_KIND_ACCOUNT_ID\x10\x03\x12\x1e\n\x1aIDENTIFIER_KIND_LOYALTY_ID\x10\x04\x12\x1d\n\x19IDENTIFIER_KIND_DEVICE_ID\x10\x05\x12\x1d\n\x19IDENTIFIER_KIND_COOKIE_ID\x10\x06\x12\x1d\n\x19IDENTIFIER_KIND_POS_TOKEN\x10\x07\x32\xab\x02\n\x0fIdentityService\x12Z\n\x07Resolve\x12&.trustfirst.identity.v1.ResolveRequest\x1a\'.trustfirst.identity.v1.ResolveResponse\x12W\n\x06Lookup\x12%.trustfirst.identity.v1.LookupRequest\x1a&.trustfirst.identity.v1.LookupResponse\x12\x63\n\nGetProfile\x12).trustfirst.identity.v1.GetProfileRequest\x1a*.trustfirst.identity.v1.GetProfileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%trustfirst/identity/v1/identity.proto\x12\x16trustfirst.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\nIdentifier\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.trustfirst.identity.v1.IdentifierKind\x12\r\n\x05value\x18\x02 \x01(\t\"Z\n\x0eIdentifierHash\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.trustfirst.identity.v1.IdentifierKind\x12\x12\n\nvalue_hash\x18\x02 \x01(\t\"\xee\x01\n\x10LinkedIdentifier\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.trustfirst.identity.v1.IdentifierKind\x12\x12\n\nvalue_hash\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12-\n\tlink_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11origin_profile_id\x18\x05 \x01(\t\x12\x36\n\x06\x61nchor\x18\x06 \x01(\x0b\x32&.trustfirst.identity.v1.IdentifierHash\"\xa9\x01\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x0bidentifiers\x18\x03 \x03(\x0b\x32(.trustfirst.identity.v1.LinkedIdentifier\x12\x1a\n\x12merged_profile_ids\x18\x04 \x03(\t\"m\n\x0eResolveRequest\x12\x37\n\x0bidentifiers\x18\x01 \x03(\x0b\x32\".trustfirst.identity.v1.Identifier\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x9c\x01\n\x0fResolveResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x1a\n\x12merged_profile_ids\x18\x03 \x03(\t\x12H\n\x14rejected_identifiers\x18\x04 \x03(\x0b\x32*.trustfirst.identity.v1.RejectedIdentifier\"\xc1\x01\n\x12RejectedIdentifier\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x37\n\x06reason\x18\x02 \x01(\x0e\x32\'.trustfirst.identity.v1.RejectionReason\x12\x39\n\trule_kind\x18\x03 \x01(\x0e\x32&.trustfirst.identity.v1.IdentifierKind\x12\x13\n\x0bquarantined\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"H\n\rLookupRequest\x12\x37\n\x0bidentifiers\x18\x01 \x03(\x0b\x32\".trustfirst.identity.v1.Identifier\"J\n\x0eLookupResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12\x15\n\rmatched_index\x18\x03 \x01(\x05\"\'\n\x11GetProfileRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\"F\n\x12GetProfileResponse\x12\x30\n\x07profile\x18\x01 \x01(\x0b\x32\x1f.trustfirst.identity.v1.Profile\"\xd4\x01\n\x13SplitProfileRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x37\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\".trustfirst.identity.v1.Identifier\x12\x41\n\x11identifier_hashes\x18\x03 \x03(\x0b\x32&.trustfirst.identity.v1.IdentifierHash\x12\x19\n\x11merged_profile_id\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\xa9\x01\n\x14SplitProfileResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x16\n\x0enew_profile_id\x18\x02 \x01(\t\x12\x43\n\x11moved_identifiers\x18\x03 \x03(\x0b\x32(.trustfirst.identity.v1.LinkedIdentifier\x12 \n\x18moved_merged_profile_ids\x18\x04 \x03(\t\"{\n\x12\x45xplainLinkRequest\x12\x31\n\x05\x66irst\x18\x01 \x01(\x0b\x32\".trustfirst.identity.v1.Identifier\x12\x32\n\x06second\x18\x02 \x01(\x0b\x32\".trustfirst.identity.v1.Identifier\"\x96\x01\n\x10IdentifierStatus\x12\x36\n\x05state\x18\x01 \x01(\x0e\x32\'.trustfirst.identity.v1.IdentifierState\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12\x36\n\x04link\x18\x03 \x01(\x0b\x32(.trustfirst.identity.v1.LinkedIdentifier\"\x83\x02\n\tMergeStep\x12\x19\n\x11merged_profile_id\x18\x01 \x01(\t\x12\x17\n\x0finto_profile_id\x18\x02 \x01(\t\x12.\n\nmerge_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x41\n\x11merged_identifier\x18\x05 \x01(\x0b\x32&.trustfirst.identity.v1.IdentifierHash\x12?\n\x0finto_identifier\x18\x06 \x01(\x0b\x32&.trustfirst.identity.v1.IdentifierHash\"\xdf\x01\n\x13\x45xplainLinkResponse\x12\x0e\n\x06linked\x18\x01 \x01(\x08\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12\x37\n\x05\x66irst\x18\x03 \x01(\x0b\x32(.trustfirst.identity.v1.IdentifierStatus\x12\x38\n\x06second\x18\x04 \x01(\x0b\x32(.trustfirst.identity.v1.IdentifierStatus\x12\x31\n\x06merges\x18\x05 \x03(\x0b\x32!.trustfirst.identity.v1.MergeStep\"*\n\x14\x45xportProfileRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\"\xb1\x02\n\rMergedProfile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0finto_profile_id\x18\x03 \x01(\t\x12.\n\nmerge_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x41\n\x11merged_identifier\x18\x06 \x01(\x0b\x32&.trustfirst.identity.v1.IdentifierHash\x12?\n\x0finto_identifier\x18\x07 \x01(\x0b\x32&.trustfirst.identity.v1.IdentifierHash\"\xd8\x01\n\x15\x45xportProfileResponse\x12\x30\n\x07profile\x18\x01 \x01(\x0b\x32\x1f.trustfirst.identity.v1.Profile\x12>\n\x0fmerged_profiles\x18\x02 \x03(\x0b\x32%.trustfirst.identity.v1.MergedProfile\x12\x1d\n\x15split_from_profile_id\x18\x03 \x01(\t\x12.\n\nsplit_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x13\x45raseProfileRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"g\n\x14\x45raseProfileResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x1a\n\x12merged_profile_ids\x18\x02 \x03(\t\x12\x1f\n\x17\x65rased_identifier_count\x18\x03 \x01(\x05\"E\n\x1cListQuarantinedValuesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xa8\x01\n\x10QuarantinedValue\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.trustfirst.identity.v1.IdentifierKind\x12\x12\n\nvalue_hash\x18\x02 \x01(\t\x12\x33\n\x0fquarantine_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rprofile_count\x18\x04 \x01(\x05\"r\n\x1dListQuarantinedValuesResponse\x12\x38\n\x06values\x18\x01 \x03(\x0b\x32(.trustfirst.identity.v1.QuarantinedValue\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x1eReleaseQuarantinedValueRequest\x12:\n\nidentifier\x18\x01 \x01(\x0b\x32&.trustfirst.identity.v1.IdentifierHash\"!\n\x1fReleaseQuarantinedValueResponse*\x84\x02\n\x0eIdentifierKind\x12\x1f\n\x1bIDENTIFIER_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15IDENTIFIER_KIND_EMAIL\x10\x01\x12\x19\n\x15IDENTIFIER_KIND_PHONE\x10\x02\x12\x1e\n\x1aIDENTIFIER_KIND_ACCOUNT_ID\x10\x03\x12\x1e\n\x1aIDENTIFIER_KIND_LOYALTY_ID\x10\x04\x12\x1d\n\x19IDENTIFIER_KIND_DEVICE_ID\x10\x05\x12\x1d\n\x19IDENTIFIER_KIND_COOKIE_ID\x10\x06\x12\x1d\n\x19IDENTIFIER_KIND_POS_TOKEN\x10\x07*\xeb\x01\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1eREJECTION_REASON_BLOCKED_VALUE\x10\x01\x12)\n%REJECTION_REASON_UNIQUE_KIND_CONFLICT\x10\x02\x12(\n$REJECTION_REASON_KIND_LIMIT_EXCEEDED\x10\x03\x12 \n\x1cREJECTION_REASON_QUARANTINED\x10\x04\x12\x1b\n\x17REJECTION_REASON_ERASED\x10\x05*\xcb\x01\n\x0fIdentifierState\x12 \n\x1cIDENTIFIER_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17IDENTIFIER_STATE_LINKED\x10\x01\x12\x1c\n\x18IDENTIFIER_STATE_UNKNOWN\x10\x02\x12 \n\x1cIDENTIFIER_STATE_QUARANTINED\x10\x03\x12\x1b\n\x17IDENTIFIER_STATE_ERASED\x10\x04\x12\x1c\n\x18IDENTIFIER_STATE_BLOCKED\x10\x05\x32\xeb\x07\n\x0fIdentityService\x12Z\n\x07Resolve\x12&.trustfirst.identity.v1.ResolveRequest\x1a\'.trustfirst.identity.v1.ResolveResponse\x12W\n\x06Lookup\x12%.trustfirst.identity.v1.LookupRequest\x1a&.trustfirst.identity.v1.LookupResponse\x12\x63\n\nGetProfile\x12).trustfirst.identity.v1.GetProfileRequest\x1a*.trustfirst.identity.v1.GetProfileResponse\x12i\n\x0cSplitProfile\x12+.trustfirst.identity.v1.SplitProfileRequest\x1a,.trustfirst.identity.v1.SplitProfileResponse\x12\x66\n\x0b\x45xplainLink\x12*.trustfirst.identity.v1.ExplainLinkRequest\x1a+.trustfirst.identity.v1.ExplainLinkResponse\x12l\n\rExportProfile\x12,.trustfirst.identity.v1.ExportProfileRequest\x1a-.trustfirst.identity.v1.ExportProfileResponse\x12i\n\x0c\x45raseProfile\x12+.trustfirst.identity.v1.EraseProfileRequest\x1a,.trustfirst.identity.v1.EraseProfileResponse\x12\x84\x01\n\x15ListQuarantinedValues\x12\x34.trustfirst.identity.v1.ListQuarantinedValuesRequest\x1a\x35.trustfirst.identity.v1.ListQuarantinedValuesResponse\x12\x8a\x01\n\x17ReleaseQuarantinedValue\x12\x36.trustfirst.identity.v1.ReleaseQuarantinedValueRequest\x1a\x37.trustfirst.identity.v1.ReleaseQuarantinedValueResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trustfirst.identity.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IDENTIFIERKIND']._serialized_start=970
-  _globals['_IDENTIFIERKIND']._serialized_end=1230
+  _globals['_IDENTIFIERKIND']._serialized_start=3795
+  _globals['_IDENTIFIERKIND']._serialized_end=4055
+  _globals['_REJECTIONREASON']._serialized_start=4058
+  _globals['_REJECTIONREASON']._serialized_end=4293
+  _globals['_IDENTIFIERSTATE']._serialized_start=4296
+  _globals['_IDENTIFIERSTATE']._serialized_end=4499
   _globals['_IDENTIFIER']._serialized_start=98
   _globals['_IDENTIFIER']._serialized_end=179
-  _globals['_LINKEDIDENTIFIER']._serialized_start=182
-  _globals['_LINKEDIDENTIFIER']._serialized_end=337
-  _globals['_PROFILE']._serialized_start=340
-  _globals['_PROFILE']._serialized_end=509
-  _globals['_RESOLVEREQUEST']._serialized_start=511
-  _globals['_RESOLVEREQUEST']._serialized_end=620
-  _globals['_RESOLVERESPONSE']._serialized_start=622
-  _globals['_RESOLVERESPONSE']._serialized_end=704
-  _globals['_LOOKUPREQUEST']._serialized_start=706
-  _globals['_LOOKUPREQUEST']._serialized_end=778
-  _globals['_LOOKUPRESPONSE']._serialized_start=780
-  _globals['_LOOKUPRESPONSE']._serialized_end=854
-  _globals['_GETPROFILEREQUEST']._serialized_start=856
-  _globals['_GETPROFILEREQUEST']._serialized_end=895
-  _globals['_GETPROFILERESPONSE']._serialized_start=897
-  _globals['_GETPROFILERESPONSE']._serialized_end=967
-  _globals['_IDENTITYSERVICE']._serialized_start=1233
-  _globals['_IDENTITYSERVICE']._serialized_end=1532
+  _globals['_IDENTIFIERHASH']._serialized_start=181
+  _globals['_IDENTIFIERHASH']._serialized_end=271
+  _globals['_LINKEDIDENTIFIER']._serialized_start=274
+  _globals['_LINKEDIDENTIFIER']._serialized_end=512
+  _globals['_PROFILE']._serialized_start=515
+  _globals['_PROFILE']._serialized_end=684
+  _globals['_RESOLVEREQUEST']._serialized_start=686
+  _globals['_RESOLVEREQUEST']._serialized_end=795
+  _globals['_RESOLVERESPONSE']._serialized_start=798
+  _globals['_RESOLVERESPONSE']._serialized_end=954
+  _globals['_REJECTEDIDENTIFIER']._serialized_start=957
+  _globals['_REJECTEDIDENTIFIER']._serialized_end=1150
+  _globals['_LOOKUPREQUEST']._serialized_start=1152
+  _globals['_LOOKUPREQUEST']._serialized_end=1224
+  _globals['_LOOKUPRESPONSE']._serialized_start=1226
+  _globals['_LOOKUPRESPONSE']._serialized_end=1300
+  _globals['_GETPROFILEREQUEST']._serialized_start=1302
+  _globals['_GETPROFILEREQUEST']._serialized_end=1341
+  _globals['_GETPROFILERESPONSE']._serialized_start=1343
+  _globals['_GETPROFILERESPONSE']._serialized_end=1413
+  _globals['_SPLITPROFILEREQUEST']._serialized_start=1416
+  _globals['_SPLITPROFILEREQUEST']._serialized_end=1628
+  _globals['_SPLITPROFILERESPONSE']._serialized_start=1631
+  _globals['_SPLITPROFILERESPONSE']._serialized_end=1800
+  _globals['_EXPLAINLINKREQUEST']._serialized_start=1802
+  _globals['_EXPLAINLINKREQUEST']._serialized_end=1925
+  _globals['_IDENTIFIERSTATUS']._serialized_start=1928
+  _globals['_IDENTIFIERSTATUS']._serialized_end=2078
+  _globals['_MERGESTEP']._serialized_start=2081
+  _globals['_MERGESTEP']._serialized_end=2340
+  _globals['_EXPLAINLINKRESPONSE']._serialized_start=2343
+  _globals['_EXPLAINLINKRESPONSE']._serialized_end=2566
+  _globals['_EXPORTPROFILEREQUEST']._serialized_start=2568
+  _globals['_EXPORTPROFILEREQUEST']._serialized_end=2610
+  _globals['_MERGEDPROFILE']._serialized_start=2613
+  _globals['_MERGEDPROFILE']._serialized_end=2918
+  _globals['_EXPORTPROFILERESPONSE']._serialized_start=2921
+  _globals['_EXPORTPROFILERESPONSE']._serialized_end=3137
+  _globals['_ERASEPROFILEREQUEST']._serialized_start=3139
+  _globals['_ERASEPROFILEREQUEST']._serialized_end=3200
+  _globals['_ERASEPROFILERESPONSE']._serialized_start=3202
+  _globals['_ERASEPROFILERESPONSE']._serialized_end=3305
+  _globals['_LISTQUARANTINEDVALUESREQUEST']._serialized_start=3307
+  _globals['_LISTQUARANTINEDVALUESREQUEST']._serialized_end=3376
+  _globals['_QUARANTINEDVALUE']._serialized_start=3379
+  _globals['_QUARANTINEDVALUE']._serialized_end=3547
+  _globals['_LISTQUARANTINEDVALUESRESPONSE']._serialized_start=3549
+  _globals['_LISTQUARANTINEDVALUESRESPONSE']._serialized_end=3663
+  _globals['_RELEASEQUARANTINEDVALUEREQUEST']._serialized_start=3665
+  _globals['_RELEASEQUARANTINEDVALUEREQUEST']._serialized_end=3757
+  _globals['_RELEASEQUARANTINEDVALUERESPONSE']._serialized_start=3759
+  _globals['_RELEASEQUARANTINEDVALUERESPONSE']._serialized_end=3792
+  _globals['_IDENTITYSERVICE']._serialized_start=4502
+  _globals['_IDENTITYSERVICE']._serialized_end=5505
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,74 @@ IDENTIFIER_KIND_POS_TOKEN: IdentifierKind.ValueType  # 7
 """A point-of-sale payment token."""
 Global___IdentifierKind: _TypeAlias = IdentifierKind  # noqa: Y015
 
+class _RejectionReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RejectionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RejectionReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REJECTION_REASON_UNSPECIFIED: _RejectionReason.ValueType  # 0
+    REJECTION_REASON_BLOCKED_VALUE: _RejectionReason.ValueType  # 1
+    """The value is a placeholder on the blocklist (for example "null" or "0")."""
+    REJECTION_REASON_UNIQUE_KIND_CONFLICT: _RejectionReason.ValueType  # 2
+    """Linking it would put two values of a unique kind (rule_kind) in one profile."""
+    REJECTION_REASON_KIND_LIMIT_EXCEEDED: _RejectionReason.ValueType  # 3
+    """Linking it would exceed the maximum number of values of rule_kind in one profile."""
+    REJECTION_REASON_QUARANTINED: _RejectionReason.ValueType  # 4
+    """The value is quarantined because too many profiles claimed it."""
+    REJECTION_REASON_ERASED: _RejectionReason.ValueType  # 5
+    """The value belonged to an erased profile, and its tombstone stops it linking again."""
+
+class RejectionReason(_RejectionReason, metaclass=_RejectionReasonEnumTypeWrapper):
+    """Why Resolve did not link an identifier."""
+
+REJECTION_REASON_UNSPECIFIED: RejectionReason.ValueType  # 0
+REJECTION_REASON_BLOCKED_VALUE: RejectionReason.ValueType  # 1
+"""The value is a placeholder on the blocklist (for example "null" or "0")."""
+REJECTION_REASON_UNIQUE_KIND_CONFLICT: RejectionReason.ValueType  # 2
+"""Linking it would put two values of a unique kind (rule_kind) in one profile."""
+REJECTION_REASON_KIND_LIMIT_EXCEEDED: RejectionReason.ValueType  # 3
+"""Linking it would exceed the maximum number of values of rule_kind in one profile."""
+REJECTION_REASON_QUARANTINED: RejectionReason.ValueType  # 4
+"""The value is quarantined because too many profiles claimed it."""
+REJECTION_REASON_ERASED: RejectionReason.ValueType  # 5
+"""The value belonged to an erased profile, and its tombstone stops it linking again."""
+Global___RejectionReason: _TypeAlias = RejectionReason  # noqa: Y015
+
+class _IdentifierState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IdentifierStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IdentifierState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IDENTIFIER_STATE_UNSPECIFIED: _IdentifierState.ValueType  # 0
+    IDENTIFIER_STATE_LINKED: _IdentifierState.ValueType  # 1
+    """Linked to a profile."""
+    IDENTIFIER_STATE_UNKNOWN: _IdentifierState.ValueType  # 2
+    """Never linked, or its link expired."""
+    IDENTIFIER_STATE_QUARANTINED: _IdentifierState.ValueType  # 3
+    """Quarantined: no profile holds it."""
+    IDENTIFIER_STATE_ERASED: _IdentifierState.ValueType  # 4
+    """Erased with its profile."""
+    IDENTIFIER_STATE_BLOCKED: _IdentifierState.ValueType  # 5
+    """A placeholder on the blocklist: never linked."""
+
+class IdentifierState(_IdentifierState, metaclass=_IdentifierStateEnumTypeWrapper):
+    """Where one identifier of an ExplainLinkRequest stands."""
+
+IDENTIFIER_STATE_UNSPECIFIED: IdentifierState.ValueType  # 0
+IDENTIFIER_STATE_LINKED: IdentifierState.ValueType  # 1
+"""Linked to a profile."""
+IDENTIFIER_STATE_UNKNOWN: IdentifierState.ValueType  # 2
+"""Never linked, or its link expired."""
+IDENTIFIER_STATE_QUARANTINED: IdentifierState.ValueType  # 3
+"""Quarantined: no profile holds it."""
+IDENTIFIER_STATE_ERASED: IdentifierState.ValueType  # 4
+"""Erased with its profile."""
+IDENTIFIER_STATE_BLOCKED: IdentifierState.ValueType  # 5
+"""A placeholder on the blocklist: never linked."""
+Global___IdentifierState: _TypeAlias = IdentifierState  # noqa: Y015
+
 @_typing.final
 class Identifier(_message.Message):
     """One identifier as a caller sends it, in clear."""
@@ -87,6 +155,31 @@ class Identifier(_message.Message):
 Global___Identifier: _TypeAlias = Identifier  # noqa: Y015
 
 @_typing.final
+class IdentifierHash(_message.Message):
+    """An identifier as the service stores it: its kind and the keyed hash of its value."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    VALUE_HASH_FIELD_NUMBER: _builtins.int
+    kind: Global___IdentifierKind.ValueType
+    value_hash: _builtins.str
+    """Hex HMAC-SHA256 of the normalised value under the service's secret key."""
+    def __init__(
+        self,
+        *,
+        kind: Global___IdentifierKind.ValueType = ...,
+        value_hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "value_hash", b"value_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentifierHash: _TypeAlias = IdentifierHash  # noqa: Y015
+
+@_typing.final
 class LinkedIdentifier(_message.Message):
     """An identifier linked to a profile, as stored: the keyed hash, never the value."""
 
@@ -96,13 +189,25 @@ class LinkedIdentifier(_message.Message):
     VALUE_HASH_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     LINK_TIME_FIELD_NUMBER: _builtins.int
+    ORIGIN_PROFILE_ID_FIELD_NUMBER: _builtins.int
+    ANCHOR_FIELD_NUMBER: _builtins.int
     kind: Global___IdentifierKind.ValueType
     value_hash: _builtins.str
     """Hex HMAC-SHA256 of the normalised value under the service's secret key."""
     source: _builtins.str
     """The channel or system that sent the identifier (from ResolveRequest.source)."""
+    origin_profile_id: _builtins.str
+    """The profile the identifier was first linked to. It differs from the profile that
+    holds it now when that first profile was merged or split.
+    """
     @_builtins.property
     def link_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def anchor(self) -> Global___IdentifierHash:
+        """An identifier of the same Resolve that was already on the origin profile, which is
+        why this one joined it. Unset when that Resolve created the origin profile.
+        """
+
     def __init__(
         self,
         *,
@@ -110,10 +215,12 @@ class LinkedIdentifier(_message.Message):
         value_hash: _builtins.str = ...,
         source: _builtins.str = ...,
         link_time: _timestamp_pb2.Timestamp | None = ...,
+        origin_profile_id: _builtins.str = ...,
+        anchor: Global___IdentifierHash | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["link_time", b"link_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor", "link_time", b"link_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "link_time", b"link_time", "source", b"source", "value_hash", b"value_hash"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor", "kind", b"kind", "link_time", b"link_time", "origin_profile_id", b"origin_profile_id", "source", b"source", "value_hash", b"value_hash"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -191,12 +298,20 @@ class ResolveResponse(_message.Message):
     PROFILE_ID_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     MERGED_PROFILE_IDS_FIELD_NUMBER: _builtins.int
+    REJECTED_IDENTIFIERS_FIELD_NUMBER: _builtins.int
     profile_id: _builtins.str
+    """Empty when the rules rejected every identifier, so nothing was linked."""
     created: _builtins.bool
     """True when this call created the profile."""
     @_builtins.property
     def merged_profile_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Profiles that this call merged into profile_id."""
+
+    @_builtins.property
+    def rejected_identifiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedIdentifier]:
+        """Identifiers of the request that were not linked to profile_id, and why. Every
+        identifier not listed here is linked to profile_id.
+        """
 
     def __init__(
         self,
@@ -204,14 +319,54 @@ class ResolveResponse(_message.Message):
         profile_id: _builtins.str = ...,
         created: _builtins.bool = ...,
         merged_profile_ids: _abc.Iterable[_builtins.str] | None = ...,
+        rejected_identifiers: _abc.Iterable[Global___RejectedIdentifier] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "merged_profile_ids", b"merged_profile_ids", "profile_id", b"profile_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "merged_profile_ids", b"merged_profile_ids", "profile_id", b"profile_id", "rejected_identifiers", b"rejected_identifiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveResponse: _TypeAlias = ResolveResponse  # noqa: Y015
+
+@_typing.final
+class RejectedIdentifier(_message.Message):
+    """One identifier of a ResolveRequest that was not linked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RULE_KIND_FIELD_NUMBER: _builtins.int
+    QUARANTINED_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Index into ResolveRequest.identifiers."""
+    reason: Global___RejectionReason.ValueType
+    rule_kind: Global___IdentifierKind.ValueType
+    """The kind whose rule rejected the link, for UNIQUE_KIND_CONFLICT and
+    KIND_LIMIT_EXCEEDED. Unspecified otherwise.
+    """
+    quarantined: _builtins.bool
+    """True when this call put the value in quarantine."""
+    description: _builtins.str
+    """A sentence for people that names the rule. It never contains the value."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        reason: Global___RejectionReason.ValueType = ...,
+        rule_kind: Global___IdentifierKind.ValueType = ...,
+        quarantined: _builtins.bool = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "index", b"index", "quarantined", b"quarantined", "reason", b"reason", "rule_kind", b"rule_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedIdentifier: _TypeAlias = RejectedIdentifier  # noqa: Y015
 
 @_typing.final
 class LookupRequest(_message.Message):
@@ -302,3 +457,498 @@ class GetProfileResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetProfileResponse: _TypeAlias = GetProfileResponse  # noqa: Y015
+
+@_typing.final
+class SplitProfileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    IDENTIFIERS_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_HASHES_FIELD_NUMBER: _builtins.int
+    MERGED_PROFILE_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    profile_id: _builtins.str
+    """The profile to split. A merged id selects the profile it was merged into."""
+    merged_profile_id: _builtins.str
+    """Undoes a merge: moves every identifier first linked to this merged profile or to a
+    profile merged into it. Use instead of identifiers and identifier_hashes.
+    """
+    request_id: _builtins.str
+    """Optional caller id of this request, echoed in logs."""
+    @_builtins.property
+    def identifiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Identifier]:
+        """Identifiers to move, in clear. Together with identifier_hashes they name what
+        moves. Leave both empty to select by merged_profile_id instead.
+        """
+
+    @_builtins.property
+    def identifier_hashes(self) -> _containers.RepeatedCompositeFieldContainer[Global___IdentifierHash]:
+        """Identifiers to move, as GetProfile and ExportProfile return them."""
+
+    def __init__(
+        self,
+        *,
+        profile_id: _builtins.str = ...,
+        identifiers: _abc.Iterable[Global___Identifier] | None = ...,
+        identifier_hashes: _abc.Iterable[Global___IdentifierHash] | None = ...,
+        merged_profile_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identifier_hashes", b"identifier_hashes", "identifiers", b"identifiers", "merged_profile_id", b"merged_profile_id", "profile_id", b"profile_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SplitProfileRequest: _TypeAlias = SplitProfileRequest  # noqa: Y015
+
+@_typing.final
+class SplitProfileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    NEW_PROFILE_ID_FIELD_NUMBER: _builtins.int
+    MOVED_IDENTIFIERS_FIELD_NUMBER: _builtins.int
+    MOVED_MERGED_PROFILE_IDS_FIELD_NUMBER: _builtins.int
+    profile_id: _builtins.str
+    """The profile the identifiers left."""
+    new_profile_id: _builtins.str
+    """The new profile that now holds them."""
+    @_builtins.property
+    def moved_identifiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___LinkedIdentifier]:
+        """The identifiers that moved, with their provenance."""
+
+    @_builtins.property
+    def moved_merged_profile_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Merged profile ids that now resolve to new_profile_id."""
+
+    def __init__(
+        self,
+        *,
+        profile_id: _builtins.str = ...,
+        new_profile_id: _builtins.str = ...,
+        moved_identifiers: _abc.Iterable[Global___LinkedIdentifier] | None = ...,
+        moved_merged_profile_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moved_identifiers", b"moved_identifiers", "moved_merged_profile_ids", b"moved_merged_profile_ids", "new_profile_id", b"new_profile_id", "profile_id", b"profile_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SplitProfileResponse: _TypeAlias = SplitProfileResponse  # noqa: Y015
+
+@_typing.final
+class ExplainLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_FIELD_NUMBER: _builtins.int
+    SECOND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def first(self) -> Global___Identifier: ...
+    @_builtins.property
+    def second(self) -> Global___Identifier: ...
+    def __init__(
+        self,
+        *,
+        first: Global___Identifier | None = ...,
+        second: Global___Identifier | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first", b"first", "second", b"second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first", b"first", "second", b"second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainLinkRequest: _TypeAlias = ExplainLinkRequest  # noqa: Y015
+
+@_typing.final
+class IdentifierStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    LINK_FIELD_NUMBER: _builtins.int
+    state: Global___IdentifierState.ValueType
+    profile_id: _builtins.str
+    """The profile that contains the identifier. Empty unless state is LINKED."""
+    @_builtins.property
+    def link(self) -> Global___LinkedIdentifier:
+        """The link and its provenance. Unset unless state is LINKED."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___IdentifierState.ValueType = ...,
+        profile_id: _builtins.str = ...,
+        link: Global___LinkedIdentifier | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["link", b"link"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["link", b"link", "profile_id", b"profile_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentifierStatus: _TypeAlias = IdentifierStatus  # noqa: Y015
+
+@_typing.final
+class MergeStep(_message.Message):
+    """One merge on the path between two linked identifiers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERGED_PROFILE_ID_FIELD_NUMBER: _builtins.int
+    INTO_PROFILE_ID_FIELD_NUMBER: _builtins.int
+    MERGE_TIME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    MERGED_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    INTO_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    merged_profile_id: _builtins.str
+    """The profile that was merged."""
+    into_profile_id: _builtins.str
+    """The profile it was merged into at that time."""
+    source: _builtins.str
+    """The source of the Resolve that merged them."""
+    @_builtins.property
+    def merge_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def merged_identifier(self) -> Global___IdentifierHash:
+        """The identifier of that Resolve that was on merged_profile_id."""
+
+    @_builtins.property
+    def into_identifier(self) -> Global___IdentifierHash:
+        """The identifier of that Resolve that was on into_profile_id."""
+
+    def __init__(
+        self,
+        *,
+        merged_profile_id: _builtins.str = ...,
+        into_profile_id: _builtins.str = ...,
+        merge_time: _timestamp_pb2.Timestamp | None = ...,
+        source: _builtins.str = ...,
+        merged_identifier: Global___IdentifierHash | None = ...,
+        into_identifier: Global___IdentifierHash | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["into_identifier", b"into_identifier", "merge_time", b"merge_time", "merged_identifier", b"merged_identifier"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["into_identifier", b"into_identifier", "into_profile_id", b"into_profile_id", "merge_time", b"merge_time", "merged_identifier", b"merged_identifier", "merged_profile_id", b"merged_profile_id", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergeStep: _TypeAlias = MergeStep  # noqa: Y015
+
+@_typing.final
+class ExplainLinkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINKED_FIELD_NUMBER: _builtins.int
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    FIRST_FIELD_NUMBER: _builtins.int
+    SECOND_FIELD_NUMBER: _builtins.int
+    MERGES_FIELD_NUMBER: _builtins.int
+    linked: _builtins.bool
+    """True when both identifiers are on one profile."""
+    profile_id: _builtins.str
+    """The profile that contains both. Empty unless linked."""
+    @_builtins.property
+    def first(self) -> Global___IdentifierStatus: ...
+    @_builtins.property
+    def second(self) -> Global___IdentifierStatus: ...
+    @_builtins.property
+    def merges(self) -> _containers.RepeatedCompositeFieldContainer[Global___MergeStep]:
+        """The merges that joined the two identifiers' origin profiles, from each origin up to
+        the profile where their paths meet. Empty when both were first linked to one profile.
+        """
+
+    def __init__(
+        self,
+        *,
+        linked: _builtins.bool = ...,
+        profile_id: _builtins.str = ...,
+        first: Global___IdentifierStatus | None = ...,
+        second: Global___IdentifierStatus | None = ...,
+        merges: _abc.Iterable[Global___MergeStep] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first", b"first", "second", b"second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first", b"first", "linked", b"linked", "merges", b"merges", "profile_id", b"profile_id", "second", b"second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainLinkResponse: _TypeAlias = ExplainLinkResponse  # noqa: Y015
+
+@_typing.final
+class ExportProfileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    profile_id: _builtins.str
+    """A profile id. An id that was merged away exports the profile it was merged into."""
+    def __init__(
+        self,
+        *,
+        profile_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile_id", b"profile_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportProfileRequest: _TypeAlias = ExportProfileRequest  # noqa: Y015
+
+@_typing.final
+class MergedProfile(_message.Message):
+    """A profile that was merged into the exported one, with the merge's provenance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    INTO_PROFILE_ID_FIELD_NUMBER: _builtins.int
+    MERGE_TIME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    MERGED_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    INTO_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    profile_id: _builtins.str
+    into_profile_id: _builtins.str
+    """The profile it was merged into at that time, which may itself be merged since."""
+    source: _builtins.str
+    """The source of the Resolve that merged it."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def merge_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def merged_identifier(self) -> Global___IdentifierHash:
+        """The identifier of that Resolve that was on this profile."""
+
+    @_builtins.property
+    def into_identifier(self) -> Global___IdentifierHash:
+        """The identifier of that Resolve that was on into_profile_id."""
+
+    def __init__(
+        self,
+        *,
+        profile_id: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        into_profile_id: _builtins.str = ...,
+        merge_time: _timestamp_pb2.Timestamp | None = ...,
+        source: _builtins.str = ...,
+        merged_identifier: Global___IdentifierHash | None = ...,
+        into_identifier: Global___IdentifierHash | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "into_identifier", b"into_identifier", "merge_time", b"merge_time", "merged_identifier", b"merged_identifier"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "into_identifier", b"into_identifier", "into_profile_id", b"into_profile_id", "merge_time", b"merge_time", "merged_identifier", b"merged_identifier", "profile_id", b"profile_id", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergedProfile: _TypeAlias = MergedProfile  # noqa: Y015
+
+@_typing.final
+class ExportProfileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_FIELD_NUMBER: _builtins.int
+    MERGED_PROFILES_FIELD_NUMBER: _builtins.int
+    SPLIT_FROM_PROFILE_ID_FIELD_NUMBER: _builtins.int
+    SPLIT_TIME_FIELD_NUMBER: _builtins.int
+    split_from_profile_id: _builtins.str
+    """The profile this one was split from. Empty unless SplitProfile created it."""
+    @_builtins.property
+    def profile(self) -> Global___Profile:
+        """The profile with every identifier and its provenance."""
+
+    @_builtins.property
+    def merged_profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___MergedProfile]:
+        """Every profile merged into it, directly or through earlier merges."""
+
+    @_builtins.property
+    def split_time(self) -> _timestamp_pb2.Timestamp:
+        """When SplitProfile created it. Unset unless split_from_profile_id is set."""
+
+    def __init__(
+        self,
+        *,
+        profile: Global___Profile | None = ...,
+        merged_profiles: _abc.Iterable[Global___MergedProfile] | None = ...,
+        split_from_profile_id: _builtins.str = ...,
+        split_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "split_time", b"split_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merged_profiles", b"merged_profiles", "profile", b"profile", "split_from_profile_id", b"split_from_profile_id", "split_time", b"split_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportProfileResponse: _TypeAlias = ExportProfileResponse  # noqa: Y015
+
+@_typing.final
+class EraseProfileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    profile_id: _builtins.str
+    """A profile id. An id that was merged away erases the profile it was merged into."""
+    request_id: _builtins.str
+    """Optional caller id of this request, echoed in logs."""
+    def __init__(
+        self,
+        *,
+        profile_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile_id", b"profile_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseProfileRequest: _TypeAlias = EraseProfileRequest  # noqa: Y015
+
+@_typing.final
+class EraseProfileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_ID_FIELD_NUMBER: _builtins.int
+    MERGED_PROFILE_IDS_FIELD_NUMBER: _builtins.int
+    ERASED_IDENTIFIER_COUNT_FIELD_NUMBER: _builtins.int
+    profile_id: _builtins.str
+    """The live profile that was erased."""
+    erased_identifier_count: _builtins.int
+    """How many identifiers were unlinked and left a tombstone."""
+    @_builtins.property
+    def merged_profile_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The merged profiles erased with it."""
+
+    def __init__(
+        self,
+        *,
+        profile_id: _builtins.str = ...,
+        merged_profile_ids: _abc.Iterable[_builtins.str] | None = ...,
+        erased_identifier_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erased_identifier_count", b"erased_identifier_count", "merged_profile_ids", b"merged_profile_ids", "profile_id", b"profile_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseProfileResponse: _TypeAlias = EraseProfileResponse  # noqa: Y015
+
+@_typing.final
+class ListQuarantinedValuesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number of values to return, 1 to 1000. 0 means 100."""
+    page_token: _builtins.str
+    """next_page_token of the previous response. Empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQuarantinedValuesRequest: _TypeAlias = ListQuarantinedValuesRequest  # noqa: Y015
+
+@_typing.final
+class QuarantinedValue(_message.Message):
+    """An identifier value in quarantine, as its keyed hash."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    VALUE_HASH_FIELD_NUMBER: _builtins.int
+    QUARANTINE_TIME_FIELD_NUMBER: _builtins.int
+    PROFILE_COUNT_FIELD_NUMBER: _builtins.int
+    kind: Global___IdentifierKind.ValueType
+    value_hash: _builtins.str
+    profile_count: _builtins.int
+    """How many distinct profiles claimed the value when it was quarantined."""
+    @_builtins.property
+    def quarantine_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        kind: Global___IdentifierKind.ValueType = ...,
+        value_hash: _builtins.str = ...,
+        quarantine_time: _timestamp_pb2.Timestamp | None = ...,
+        profile_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quarantine_time", b"quarantine_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "profile_count", b"profile_count", "quarantine_time", b"quarantine_time", "value_hash", b"value_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuarantinedValue: _TypeAlias = QuarantinedValue  # noqa: Y015
+
+@_typing.final
+class ListQuarantinedValuesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page. Empty on the last page."""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuarantinedValue]: ...
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[Global___QuarantinedValue] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQuarantinedValuesResponse: _TypeAlias = ListQuarantinedValuesResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseQuarantinedValueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def identifier(self) -> Global___IdentifierHash: ...
+    def __init__(
+        self,
+        *,
+        identifier: Global___IdentifierHash | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseQuarantinedValueRequest: _TypeAlias = ReleaseQuarantinedValueRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseQuarantinedValueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseQuarantinedValueResponse: _TypeAlias = ReleaseQuarantinedValueResponse  # noqa: Y015

@@ -51,6 +51,36 @@ class IdentityServiceStub:
                 request_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.GetProfileRequest.SerializeToString,
                 response_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.GetProfileResponse.FromString,
                 _registered_method=True)
+        self.SplitProfile = channel.unary_unary(
+                '/trustfirst.identity.v1.IdentityService/SplitProfile',
+                request_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.SplitProfileRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.SplitProfileResponse.FromString,
+                _registered_method=True)
+        self.ExplainLink = channel.unary_unary(
+                '/trustfirst.identity.v1.IdentityService/ExplainLink',
+                request_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExplainLinkRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExplainLinkResponse.FromString,
+                _registered_method=True)
+        self.ExportProfile = channel.unary_unary(
+                '/trustfirst.identity.v1.IdentityService/ExportProfile',
+                request_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExportProfileRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExportProfileResponse.FromString,
+                _registered_method=True)
+        self.EraseProfile = channel.unary_unary(
+                '/trustfirst.identity.v1.IdentityService/EraseProfile',
+                request_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.EraseProfileRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.EraseProfileResponse.FromString,
+                _registered_method=True)
+        self.ListQuarantinedValues = channel.unary_unary(
+                '/trustfirst.identity.v1.IdentityService/ListQuarantinedValues',
+                request_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ListQuarantinedValuesRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ListQuarantinedValuesResponse.FromString,
+                _registered_method=True)
+        self.ReleaseQuarantinedValue = channel.unary_unary(
+                '/trustfirst.identity.v1.IdentityService/ReleaseQuarantinedValue',
+                request_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ReleaseQuarantinedValueRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ReleaseQuarantinedValueResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -80,6 +110,51 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SplitProfile(self, request, context):
+        """Moves some identifiers of a profile into a new profile and returns what moved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainLink(self, request, context):
+        """Explains why two identifiers are on one profile: the provenance of both links and
+        the merges that joined their original profiles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportProfile(self, request, context):
+        """Returns everything the identity service stores about a profile, for a subject
+        access request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseProfile(self, request, context):
+        """Deletes a profile, its links and every profile merged into it. Each identifier
+        leaves a keyed-hash tombstone, so replaying an old Resolve does not link it again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQuarantinedValues(self, request, context):
+        """Lists the identifier values in quarantine, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseQuarantinedValue(self, request, context):
+        """Takes a value out of quarantine, so that the next Resolve links it again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +172,36 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.GetProfile,
                     request_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.GetProfileRequest.FromString,
                     response_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.GetProfileResponse.SerializeToString,
+            ),
+            'SplitProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.SplitProfile,
+                    request_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.SplitProfileRequest.FromString,
+                    response_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.SplitProfileResponse.SerializeToString,
+            ),
+            'ExplainLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainLink,
+                    request_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExplainLinkRequest.FromString,
+                    response_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExplainLinkResponse.SerializeToString,
+            ),
+            'ExportProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportProfile,
+                    request_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExportProfileRequest.FromString,
+                    response_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExportProfileResponse.SerializeToString,
+            ),
+            'EraseProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseProfile,
+                    request_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.EraseProfileRequest.FromString,
+                    response_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.EraseProfileResponse.SerializeToString,
+            ),
+            'ListQuarantinedValues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuarantinedValues,
+                    request_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ListQuarantinedValuesRequest.FromString,
+                    response_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ListQuarantinedValuesResponse.SerializeToString,
+            ),
+            'ReleaseQuarantinedValue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseQuarantinedValue,
+                    request_deserializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ReleaseQuarantinedValueRequest.FromString,
+                    response_serializer=trustfirst_dot_identity_dot_v1_dot_identity__pb2.ReleaseQuarantinedValueResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +287,168 @@ class IdentityService:
             '/trustfirst.identity.v1.IdentityService/GetProfile',
             trustfirst_dot_identity_dot_v1_dot_identity__pb2.GetProfileRequest.SerializeToString,
             trustfirst_dot_identity_dot_v1_dot_identity__pb2.GetProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SplitProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.identity.v1.IdentityService/SplitProfile',
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.SplitProfileRequest.SerializeToString,
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.SplitProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.identity.v1.IdentityService/ExplainLink',
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExplainLinkRequest.SerializeToString,
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExplainLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.identity.v1.IdentityService/ExportProfile',
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExportProfileRequest.SerializeToString,
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.ExportProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.identity.v1.IdentityService/EraseProfile',
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.EraseProfileRequest.SerializeToString,
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.EraseProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQuarantinedValues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.identity.v1.IdentityService/ListQuarantinedValues',
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.ListQuarantinedValuesRequest.SerializeToString,
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.ListQuarantinedValuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseQuarantinedValue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.identity.v1.IdentityService/ReleaseQuarantinedValue',
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.ReleaseQuarantinedValueRequest.SerializeToString,
+            trustfirst_dot_identity_dot_v1_dot_identity__pb2.ReleaseQuarantinedValueResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,24 @@ class IdentityServiceStub:
     """Finds the profile of the first known identifier. Read only: creates and links nothing."""
     GetProfile: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetProfileRequest, _identity_pb2.GetProfileResponse]
     """Returns a profile with its linked identifiers (as hashes) and their provenance."""
+    SplitProfile: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SplitProfileRequest, _identity_pb2.SplitProfileResponse]
+    """Moves some identifiers of a profile into a new profile and returns what moved."""
+    ExplainLink: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ExplainLinkRequest, _identity_pb2.ExplainLinkResponse]
+    """Explains why two identifiers are on one profile: the provenance of both links and
+    the merges that joined their original profiles.
+    """
+    ExportProfile: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ExportProfileRequest, _identity_pb2.ExportProfileResponse]
+    """Returns everything the identity service stores about a profile, for a subject
+    access request.
+    """
+    EraseProfile: _grpc.UnaryUnaryMultiCallable[_identity_pb2.EraseProfileRequest, _identity_pb2.EraseProfileResponse]
+    """Deletes a profile, its links and every profile merged into it. Each identifier
+    leaves a keyed-hash tombstone, so replaying an old Resolve does not link it again.
+    """
+    ListQuarantinedValues: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListQuarantinedValuesRequest, _identity_pb2.ListQuarantinedValuesResponse]
+    """Lists the identifier values in quarantine, oldest first."""
+    ReleaseQuarantinedValue: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ReleaseQuarantinedValueRequest, _identity_pb2.ReleaseQuarantinedValueResponse]
+    """Takes a value out of quarantine, so that the next Resolve links it again."""
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -59,6 +77,24 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Finds the profile of the first known identifier. Read only: creates and links nothing."""
     GetProfile: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetProfileRequest, _identity_pb2.GetProfileResponse]  # type: ignore[assignment]
     """Returns a profile with its linked identifiers (as hashes) and their provenance."""
+    SplitProfile: _aio.UnaryUnaryMultiCallable[_identity_pb2.SplitProfileRequest, _identity_pb2.SplitProfileResponse]  # type: ignore[assignment]
+    """Moves some identifiers of a profile into a new profile and returns what moved."""
+    ExplainLink: _aio.UnaryUnaryMultiCallable[_identity_pb2.ExplainLinkRequest, _identity_pb2.ExplainLinkResponse]  # type: ignore[assignment]
+    """Explains why two identifiers are on one profile: the provenance of both links and
+    the merges that joined their original profiles.
+    """
+    ExportProfile: _aio.UnaryUnaryMultiCallable[_identity_pb2.ExportProfileRequest, _identity_pb2.ExportProfileResponse]  # type: ignore[assignment]
+    """Returns everything the identity service stores about a profile, for a subject
+    access request.
+    """
+    EraseProfile: _aio.UnaryUnaryMultiCallable[_identity_pb2.EraseProfileRequest, _identity_pb2.EraseProfileResponse]  # type: ignore[assignment]
+    """Deletes a profile, its links and every profile merged into it. Each identifier
+    leaves a keyed-hash tombstone, so replaying an old Resolve does not link it again.
+    """
+    ListQuarantinedValues: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListQuarantinedValuesRequest, _identity_pb2.ListQuarantinedValuesResponse]  # type: ignore[assignment]
+    """Lists the identifier values in quarantine, oldest first."""
+    ReleaseQuarantinedValue: _aio.UnaryUnaryMultiCallable[_identity_pb2.ReleaseQuarantinedValueRequest, _identity_pb2.ReleaseQuarantinedValueResponse]  # type: ignore[assignment]
+    """Takes a value out of quarantine, so that the next Resolve links it again."""
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Resolves the identifiers one customer leaves in every channel into one profile.
@@ -90,5 +126,59 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.GetProfileResponse, _abc.Awaitable[_identity_pb2.GetProfileResponse]]:
         """Returns a profile with its linked identifiers (as hashes) and their provenance."""
+
+    @_abc_1.abstractmethod
+    def SplitProfile(
+        self,
+        request: _identity_pb2.SplitProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.SplitProfileResponse, _abc.Awaitable[_identity_pb2.SplitProfileResponse]]:
+        """Moves some identifiers of a profile into a new profile and returns what moved."""
+
+    @_abc_1.abstractmethod
+    def ExplainLink(
+        self,
+        request: _identity_pb2.ExplainLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ExplainLinkResponse, _abc.Awaitable[_identity_pb2.ExplainLinkResponse]]:
+        """Explains why two identifiers are on one profile: the provenance of both links and
+        the merges that joined their original profiles.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportProfile(
+        self,
+        request: _identity_pb2.ExportProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ExportProfileResponse, _abc.Awaitable[_identity_pb2.ExportProfileResponse]]:
+        """Returns everything the identity service stores about a profile, for a subject
+        access request.
+        """
+
+    @_abc_1.abstractmethod
+    def EraseProfile(
+        self,
+        request: _identity_pb2.EraseProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.EraseProfileResponse, _abc.Awaitable[_identity_pb2.EraseProfileResponse]]:
+        """Deletes a profile, its links and every profile merged into it. Each identifier
+        leaves a keyed-hash tombstone, so replaying an old Resolve does not link it again.
+        """
+
+    @_abc_1.abstractmethod
+    def ListQuarantinedValues(
+        self,
+        request: _identity_pb2.ListQuarantinedValuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListQuarantinedValuesResponse, _abc.Awaitable[_identity_pb2.ListQuarantinedValuesResponse]]:
+        """Lists the identifier values in quarantine, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ReleaseQuarantinedValue(
+        self,
+        request: _identity_pb2.ReleaseQuarantinedValueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ReleaseQuarantinedValueResponse, _abc.Awaitable[_identity_pb2.ReleaseQuarantinedValueResponse]]:
+        """Takes a value out of quarantine, so that the next Resolve links it again."""
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
