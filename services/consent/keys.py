@@ -2,7 +2,8 @@
 
 Every key of one subject carries the subject id as its hash tag
 (``tf:consent:{<subject_id>}:...``), so the multi-key write of RecordConsent stays in
-one Redis Cluster slot.
+one Redis Cluster slot. The erasure record of a subject is named by a keyed hash of
+the subject id instead, so it contains no identifier (``tf:consent:erased:{<hash>}``).
 """
 
 from dataclasses import dataclass
@@ -18,6 +19,11 @@ def state_key(subject_id: str) -> str:
 def ledger_key(subject_id: str) -> str:
     """Return the key of the subject's ledger list (one JSON entry per element)."""
     return f"{KEY_PREFIX}{{{subject_id}}}:ledger"
+
+
+def erasure_key(subject_hash: str) -> str:
+    """Return the key of the erasure record of the subject with this keyed hash."""
+    return f"{KEY_PREFIX}erased:{{{subject_hash}}}"
 
 
 def idempotency_key(subject_id: str) -> str:

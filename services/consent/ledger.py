@@ -5,7 +5,9 @@ element of the subject's ledger list. Its hash is the SHA-256 of the stored byte
 lower-case hex. The next entry carries that hash as ``prev_hash``, and the first entry
 carries 64 zeros. Changing, removing or reordering a stored entry therefore breaks the
 chain at the next entry, and the state hash keeps the hash of the last entry.
-docs/consent.md describes every field.
+Entries of every type share one chain. Optional fields are left out when unset, so an
+entry's text depends only on the fields its type uses. docs/consent.md describes every
+field.
 """
 
 import hashlib
@@ -17,10 +19,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.consent.models import Change
 from services.consent.vocabulary import (
-    ACTION_NAMES,
     ACTIONS_BY_NAME,
     CHANNEL_NAMES,
     CHANNELS_BY_NAME,
+    LEDGER_ACTION_NAMES,
     PURPOSE_NAMES,
     PURPOSES_BY_NAME,
 )
@@ -32,15 +34,56 @@ GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first entry of every ledger."""
 
 RECORD_ENTRY_TYPE = "record"
-"""``type`` of an entry written by RecordConsent. Later types share the chain."""
+"""``type`` of an entry written by RecordConsent."""
+
+JURISDICTION_ENTRY_TYPE = "jurisdiction"
+"""``type`` of an entry written by SetJurisdiction; it has no changes."""
+
+MERGE_ENTRY_TYPE = "merge"
+"""``type`` of the entry that folds a merged profile's state into the survivor."""
+
+MERGED_INTO_ENTRY_TYPE = "merged_into"
+"""``type`` of the last entry of a profile that identity merged into another."""
+
+SPLIT_ENTRY_TYPE = "split"
+"""``type`` of the entry that gives a profile split off another that one's refusals."""
+
+ENTRY_TYPES = (
+    RECORD_ENTRY_TYPE,
+    JURISDICTION_ENTRY_TYPE,
+    MERGE_ENTRY_TYPE,
+    MERGED_INTO_ENTRY_TYPE,
+    SPLIT_ENTRY_TYPE,
+)
+
+LINK_FIELDS = {
+    MERGE_ENTRY_TYPE: "merged_from",
+    MERGED_INTO_ENTRY_TYPE: "merged_into",
+    SPLIT_ENTRY_TYPE: "split_from",
+}
+"""JSON field that contains an entry's SubjectLink, by entry type."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectLink:
+    """The other profile of a merge or split entry, and its ledger position then.
+
+    ``sequence`` and ``head`` are the other ledger's ``ledger_sequence`` and
+    ``ledger_head`` when the entry was built; a merged_into entry leaves them unset.
+    """
+
+    subject_id: str
+    sequence: int | None = None
+    head: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """One ledger entry: the changes of one RecordConsent call and their provenance.
+    """One ledger entry: a set of changes, or a jurisdiction, and their provenance.
 
     ``sequence`` starts at 1 and grows by one per entry. ``time_ns`` is the server's
-    Unix time in ns when the entry was built.
+    Unix time in ns when the entry was built. ``notice_version`` is set on record
+    entries only; ``link`` and ``event_id`` on entries written from identity events.
     """
 
     sequence: int
@@ -48,11 +91,14 @@ class LedgerEntry:
     subject_id: str
     time_ns: int
     source: str
-    notice_version: str
+    notice_version: str | None
     idempotency_key: str | None
     changes: tuple[Change, ...]
     type: str = RECORD_ENTRY_TYPE
     version: int = ENTRY_FORMAT_VERSION
+    jurisdiction: str | None = None
+    link: SubjectLink | None = None
+    event_id: str | None = None
 
 
 def encode_entry(entry: LedgerEntry) -> str:
@@ -65,30 +111,50 @@ def encode_entry(entry: LedgerEntry) -> str:
         "subject_id": entry.subject_id,
         "time": format_time(entry.time_ns),
         "source": entry.source,
-        "notice_version": entry.notice_version,
         "changes": [_encode_change(change) for change in entry.changes],
     }
-    if entry.idempotency_key is not None:
-        document["idempotency_key"] = entry.idempotency_key
+    optional = {
+        "notice_version": entry.notice_version,
+        "idempotency_key": entry.idempotency_key,
+        "jurisdiction": entry.jurisdiction,
+        "identity_event_id": entry.event_id,
+    }
+    for name, value in optional.items():
+        if value is not None:
+            document[name] = value
+    if entry.link is not None:
+        document[LINK_FIELDS[entry.type]] = _encode_link(entry.link)
     return json.dumps(
         document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
 
 
 def decode_entry(text: str) -> LedgerEntry:
-    """Parse a stored entry; raises ValueError or KeyError when it is malformed."""
+    """Parse a stored entry.
+
+    Raises ValueError, KeyError or TypeError when it is malformed, including an
+    unknown entry type.
+    """
     document = json.loads(text)
+    entry_type = str(document["type"])
+    if entry_type not in ENTRY_TYPES:
+        raise ValueError(f"unknown entry type {entry_type!r}")
+
+    link_document = document.get(LINK_FIELDS.get(entry_type, ""))
     return LedgerEntry(
         sequence=int(document["sequence"]),
         prev_hash=str(document["prev_hash"]),
         subject_id=str(document["subject_id"]),
         time_ns=parse_time(document["time"]),
         source=str(document["source"]),
-        notice_version=str(document["notice_version"]),
-        idempotency_key=document.get("idempotency_key"),
+        notice_version=_optional_text(document, "notice_version"),
+        idempotency_key=_optional_text(document, "idempotency_key"),
         changes=tuple(_decode_change(change) for change in document["changes"]),
-        type=str(document["type"]),
+        type=entry_type,
         version=int(document["version"]),
+        jurisdiction=_optional_text(document, "jurisdiction"),
+        link=None if link_document is None else _decode_link(link_document),
+        event_id=_optional_text(document, "identity_event_id"),
     )
 
 
@@ -111,11 +177,34 @@ def parse_time(text: str) -> int:
     return timestamp.ToNanoseconds()
 
 
+def _optional_text(document: dict[str, Any], name: str) -> str | None:
+    value = document.get(name)
+    return None if value is None else str(value)
+
+
+def _encode_link(link: SubjectLink) -> dict[str, Any]:
+    document: dict[str, Any] = {"subject_id": link.subject_id}
+    if link.sequence is not None:
+        document["ledger_sequence"] = link.sequence
+    if link.head is not None:
+        document["ledger_head"] = link.head
+    return document
+
+
+def _decode_link(document: dict[str, Any]) -> SubjectLink:
+    sequence = document.get("ledger_sequence")
+    return SubjectLink(
+        subject_id=str(document["subject_id"]),
+        sequence=None if sequence is None else int(sequence),
+        head=_optional_text(document, "ledger_head"),
+    )
+
+
 def _encode_change(change: Change) -> dict[str, str]:
     document = {
         "purpose": PURPOSE_NAMES[change.purpose],
         "channel": CHANNEL_NAMES[change.channel],
-        "action": ACTION_NAMES[change.action],
+        "action": LEDGER_ACTION_NAMES[change.action],
     }
     if change.expire_ns is not None:
         document["expire_time"] = format_time(change.expire_ns)

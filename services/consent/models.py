@@ -16,6 +16,10 @@ Action: TypeAlias = consent_pb2.ConsentAction.ValueType
 Status: TypeAlias = consent_pb2.ConsentStatus.ValueType
 Reason: TypeAlias = consent_pb2.CheckReason.ValueType
 
+RESET = Action(-1)
+"""Ledger-only action that returns a pair to never asked. Only merge reconciliation
+writes it; RecordConsent rejects it because it is not a value of the proto enum."""
+
 
 class Pair(NamedTuple):
     """One purpose x channel pair; hashes like the plain tuple ``(purpose, channel)``."""
@@ -64,12 +68,23 @@ class RecordResult:
     """Outcome of a write: the ledger position after it and the new state of each pair.
 
     ``replayed`` is true when the idempotency key had already been applied; the
-    sequence and states are then those of the original write.
+    sequence, states and hash are then those of the original write.
     """
 
     sequence: int
     states: list[PairState]
     replayed: bool
+    entry_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JurisdictionRequest:
+    """A validated SetJurisdiction request."""
+
+    subject_id: str
+    jurisdiction: str
+    source: str
+    idempotency_key: str | None = None
 
 
 class Verdict(NamedTuple):
@@ -82,10 +97,16 @@ class Verdict(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class CheckAnswer:
-    """Verdicts in request order and the ledger position they were read at."""
+    """Verdicts in request order and the ledger position they were read at.
+
+    ``jurisdiction`` decided the never-asked pairs. ``merged_into`` is the survivor's id
+    when identity merged the subject away; every verdict is then a refusal.
+    """
 
     verdicts: list[Verdict]
     sequence: int
+    jurisdiction: str = ""
+    merged_into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +115,19 @@ class ConsentList:
 
     states: list[PairState]
     sequence: int
+    jurisdiction: str = ""
+    merged_into: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRecord:
+    """What is kept of an erased subject's ledger: hashes only, no identifiers.
+
+    ``erase_ns`` is the Unix time in ns of the last erasure that deleted entries;
+    ``entry_hashes`` are in ledger order and ``head`` is the last one ("" if none).
+    """
+
+    erase_ns: int
+    sequence: int
+    head: str
+    entry_hashes: tuple[str, ...]

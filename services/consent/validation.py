@@ -6,10 +6,14 @@ InvalidArgument. An expiry already in the past is checked when the entry is buil
 after the idempotency key is looked up, so a late retry of a short grant replays.
 """
 
+from collections.abc import Collection
+
+from services.consent.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from services.consent.models import (
     Action,
     Change,
     Channel,
+    JurisdictionRequest,
     Pair,
     Purpose,
     RecordRequest,
@@ -35,6 +39,14 @@ MAX_CHANGES_PER_RECORD = 64
 
 MAX_TEXT_CHARS = 128
 """Maximum length of source, notice_version and idempotency_key in characters."""
+
+MAX_CHECKPOINTS = 64
+"""Maximum checkpoints in one VerifyLedger request."""
+
+RESERVED_KEY_PREFIX = "identity-"
+"""Prefix of the idempotency keys that entries written from identity events use."""
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
 
 # Range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 _MIN_TIMESTAMP_SECONDS = -62_135_596_800
@@ -97,7 +109,7 @@ def validate_record(request: pb.RecordConsentRequest) -> RecordRequest:
 
     _check_text(request.source, "source", violations, required=True)
     _check_text(request.notice_version, "notice_version", violations, required=True)
-    _check_text(request.idempotency_key, "idempotency_key", violations, required=False)
+    _check_idempotency_key(request.idempotency_key, violations)
     violations.raise_if_any()
 
     return RecordRequest(
@@ -109,12 +121,92 @@ def validate_record(request: pb.RecordConsentRequest) -> RecordRequest:
     )
 
 
-def validate_list(request: pb.ListConsentsRequest) -> str:
-    """Return the subject id of a ListConsents call."""
+def validate_list(request: pb.ListConsentsRequest) -> tuple[str, int | None]:
+    """Return the subject id of a ListConsents call and the ledger position it
+    requests (None for the current state)."""
     violations = Violations()
     _check_subject_id(request.subject_id, "subject_id", violations)
+
+    at_sequence = None
+    if request.at_consistency_token and not violations.items:
+        try:
+            at_sequence = decode_token(request.subject_id, request.at_consistency_token)
+        except InvalidToken as error:
+            violations.add("at_consistency_token", str(error))
     violations.raise_if_any()
-    return request.subject_id
+    return request.subject_id, at_sequence
+
+
+def validate_set_jurisdiction(
+    request: pb.SetJurisdictionRequest, codes: Collection[str]
+) -> JurisdictionRequest:
+    """Return the domain request of a SetJurisdiction call; codes are the configured
+    jurisdictions."""
+    violations = Violations()
+    _check_subject_id(request.subject_id, "subject_id", violations)
+    if not request.jurisdiction:
+        violations.add("jurisdiction", "is required")
+    elif request.jurisdiction not in codes:
+        violations.add(
+            "jurisdiction",
+            f"{request.jurisdiction!r} is not a configured jurisdiction; use one of "
+            f"{', '.join(sorted(codes))}",
+        )
+    _check_text(request.source, "source", violations, required=True)
+    _check_idempotency_key(request.idempotency_key, violations)
+    violations.raise_if_any()
+
+    return JurisdictionRequest(
+        subject_id=request.subject_id,
+        jurisdiction=request.jurisdiction,
+        source=request.source,
+        idempotency_key=request.idempotency_key or None,
+    )
+
+
+def validate_history(request: pb.ListConsentHistoryRequest) -> tuple[str, int, int]:
+    """Return the subject id, first sequence and page size of a ListConsentHistory."""
+    violations = Violations()
+    _check_subject_id(request.subject_id, "subject_id", violations)
+    if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+        violations.add("page_size", f"is {request.page_size}; use 0 to {MAX_PAGE_SIZE}")
+
+    start = 1
+    if request.page_token and not violations.items:
+        try:
+            start = decode_token(request.subject_id, request.page_token)
+        except InvalidToken as error:
+            violations.add("page_token", str(error))
+        else:
+            if start < 1:
+                violations.add("page_token", "is not a page token from this service")
+    violations.raise_if_any()
+    return request.subject_id, start, request.page_size or DEFAULT_PAGE_SIZE
+
+
+def validate_verify(
+    request: pb.VerifyLedgerRequest,
+) -> tuple[str, list[tuple[int, str]]]:
+    """Return the subject id and the (sequence, hash) checkpoints of a VerifyLedger."""
+    violations = Violations()
+    _check_subject_id(request.subject_id, "subject_id", violations)
+    count = len(request.checkpoints)
+    if count > MAX_CHECKPOINTS:
+        violations.add(
+            "checkpoints", f"has {count} items; the maximum is {MAX_CHECKPOINTS}"
+        )
+
+    checkpoints = []
+    items = request.checkpoints if count <= MAX_CHECKPOINTS else []
+    for index, checkpoint in enumerate(items):
+        path = f"checkpoints[{index}]"
+        if checkpoint.sequence < 1:
+            violations.add(f"{path}.sequence", "must be 1 or more")
+        if len(checkpoint.hash) != 64 or not set(checkpoint.hash) <= _HEX_DIGITS:
+            violations.add(f"{path}.hash", "must be 64 lower-case hex digits")
+        checkpoints.append((checkpoint.sequence, checkpoint.hash))
+    violations.raise_if_any()
+    return request.subject_id, checkpoints
 
 
 def _convert_change(
@@ -177,6 +269,15 @@ def _check_text(value: str, path: str, violations: Violations, required: bool) -
         )
     elif not value.isprintable():
         violations.add(path, "must contain printable characters only")
+
+
+def _check_idempotency_key(value: str, violations: Violations) -> None:
+    _check_text(value, "idempotency_key", violations, required=False)
+    if value.startswith(RESERVED_KEY_PREFIX):
+        violations.add(
+            "idempotency_key",
+            f"must not start with {RESERVED_KEY_PREFIX!r}, which identity events use",
+        )
 
 
 def _check_batch_size(

@@ -9,7 +9,7 @@ A pair's field in the state hash is ``<purpose>:<channel>``, for example
 
 from google.protobuf.descriptor import EnumDescriptor
 
-from services.consent.models import Action, Channel, Pair, Purpose
+from services.consent.models import RESET, Action, Channel, Pair, Purpose
 from trustfirst.consent.v1 import consent_pb2
 
 
@@ -40,9 +40,12 @@ ACTION_NAMES: dict[Action, str] = {
     ).items()
 }
 
+LEDGER_ACTION_NAMES: dict[Action, str] = {**ACTION_NAMES, RESET: "reset"}
+"""Actions a ledger entry may carry: the contract's, and ``reset`` from merges."""
+
 PURPOSES_BY_NAME = {name: number for number, name in PURPOSE_NAMES.items()}
 CHANNELS_BY_NAME = {name: number for number, name in CHANNEL_NAMES.items()}
-ACTIONS_BY_NAME = {name: number for number, name in ACTION_NAMES.items()}
+ACTIONS_BY_NAME = {name: number for number, name in LEDGER_ACTION_NAMES.items()}
 
 PAIR_FIELDS: dict[tuple[int, int], str] = {
     (purpose, channel): f"{purpose_name}:{channel_name}"

@@ -1,8 +1,13 @@
-"""Fixtures of the consent tests: one in-process consent service on a loopback port."""
+"""Fixtures of the consent tests: a durable Redis and an in-process consent service.
+
+The consent tests get their own redis-server with ``appendfsync always``, because the
+service rejects writes on a Redis that would lose them in a crash.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -10,14 +15,30 @@ import redis.asyncio as aioredis
 
 from services.consent.app import create_service
 from services.consent.settings import ConsentSettings
+from shared.embedded_redis import EmbeddedRedis
 from shared.server import GrpcService
+from tests.consent.helpers import SUBJECT_HASH_KEY
 from trustfirst.consent.v1 import consent_pb2_grpc
 
 
-def consent_settings(redis_url: str) -> ConsentSettings:
-    """Settings of a test service: a free port on 127.0.0.1 and the test Redis."""
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A redis-server for the consent tests, with fsync on every write."""
+    server = EmbeddedRedis(appendfsync="always").start()
+    yield server
+    server.stop()
+
+
+def consent_settings(redis_url: str, **fields: Any) -> ConsentSettings:
+    """Settings of a test service: a free port on 127.0.0.1 and the test Redis.
+
+    The identity event consumer is off unless fields turn it on, so that only tests
+    about identity events have a background task writing to Redis.
+    """
+    fields.setdefault("identity_events", False)
+    fields.setdefault("subject_hash_key", SUBJECT_HASH_KEY)
     return ConsentSettings(
-        host="127.0.0.1", port=0, redis_url=redis_url, grace_seconds=0
+        host="127.0.0.1", port=0, redis_url=redis_url, grace_seconds=0, **fields
     )
 
 

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import grpc
+import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from services.consent.durability import DurabilityGuard
+from services.consent.erasure import SubjectEraser, SubjectHasher
+from services.consent.jurisdictions import JurisdictionPolicy
+from services.consent.reader import ConsentReader
+from services.consent.reconciler import IdentityReconciler
+from services.consent.recorder import ConsentRecorder
+from services.consent.verifier import LedgerVerifier
+from services.consent.writer import LedgerWriter
 from trustfirst.consent.v1 import consent_pb2 as pb
 from trustfirst.consent.v1 import consent_pb2_grpc
 
 SUBJECT = "profile-0001"
+
+SUBJECT_HASH_KEY = "consent-tests-subject-hash-key-0123456789"
+"""subject_hash_key of the test services and of the domain objects built here."""
 
 PURPOSES = [purpose for purpose in pb.Purpose.values() if purpose]
 CHANNELS = [channel for channel in pb.Channel.values() if channel]
@@ -110,3 +124,37 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
         if detail.Unpack(info):
             return str(info.reason)
     return ""
+
+
+@dataclass
+class Domain:
+    """The consent domain objects on one Redis client, without gRPC."""
+
+    writer: LedgerWriter
+    recorder: ConsentRecorder
+    reader: ConsentReader
+    eraser: SubjectEraser
+    verifier: LedgerVerifier
+    reconciler: IdentityReconciler
+    policy: JurisdictionPolicy
+
+
+def build_domain(
+    redis: aioredis.Redis, clock: Callable[[], int] = time.time_ns
+) -> Domain:
+    """Build the domain objects as create_service does, with the shipped jurisdictions."""
+    policy = JurisdictionPolicy.load(None, "EU")
+    hasher = SubjectHasher(SUBJECT_HASH_KEY.encode())
+    guard = DurabilityGuard(redis)
+    writer = LedgerWriter(redis, hasher, guard, clock)
+    reader = ConsentReader(redis, policy, clock)
+    eraser = SubjectEraser(redis, hasher, guard, clock)
+    return Domain(
+        writer=writer,
+        recorder=ConsentRecorder(writer),
+        reader=reader,
+        eraser=eraser,
+        verifier=LedgerVerifier(redis, eraser),
+        reconciler=IdentityReconciler(writer, reader, eraser, policy),
+        policy=policy,
+    )

@@ -17,8 +17,13 @@ from services.consent.ledger import (
     entry_hash,
 )
 from services.consent.models import Change, RecordRequest
-from services.consent.recorder import ConsentRecorder
-from tests.consent.helpers import SUBJECT, change, record, record_request
+from tests.consent.helpers import (
+    SUBJECT,
+    build_domain,
+    change,
+    record,
+    record_request,
+)
 from trustfirst.consent.v1 import consent_pb2 as pb
 from trustfirst.consent.v1 import consent_pb2_grpc
 
@@ -179,7 +184,7 @@ def test_entry_round_trip() -> None:
 async def test_recorder_concurrent_writes_chain(redis_client: aioredis.Redis) -> None:
     # Called directly, every write reads the same position before any appends, so all
     # but one must detect the conflict and rebuild their entry on the new head.
-    recorder = ConsentRecorder(redis_client)
+    recorder = build_domain(redis_client).recorder
     requests = [
         RecordRequest(
             subject_id=SUBJECT,

@@ -9,6 +9,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from services.consent.tokens import encode_token
 from tests.consent.helpers import (
     EVERY_PAIR,
     MARKETING_EMAIL,
@@ -138,6 +139,85 @@ RECORD_CASES = {
         ),
         ["subject_id", "changes[0].channel", "source"],
     ),
+    "key reserved": (
+        record_request(change(GRANT), idempotency_key="identity-merge:p2"),
+        ["idempotency_key"],
+    ),
+}
+
+JURISDICTION_CASES = {
+    "subject missing": (
+        pb.SetJurisdictionRequest(jurisdiction="US", source="signup"),
+        ["subject_id"],
+    ),
+    "jurisdiction missing": (
+        pb.SetJurisdictionRequest(subject_id=SUBJECT, source="signup"),
+        ["jurisdiction"],
+    ),
+    "jurisdiction unknown": (
+        pb.SetJurisdictionRequest(subject_id=SUBJECT, jurisdiction="XX", source="s"),
+        ["jurisdiction"],
+    ),
+    "jurisdiction lower case": (
+        pb.SetJurisdictionRequest(subject_id=SUBJECT, jurisdiction="us", source="s"),
+        ["jurisdiction"],
+    ),
+    "source missing": (
+        pb.SetJurisdictionRequest(subject_id=SUBJECT, jurisdiction="US"),
+        ["source"],
+    ),
+    "key reserved": (
+        pb.SetJurisdictionRequest(
+            subject_id=SUBJECT,
+            jurisdiction="US",
+            source="s",
+            idempotency_key="identity-split:p1",
+        ),
+        ["idempotency_key"],
+    ),
+}
+
+HISTORY_CASES = {
+    "subject missing": (pb.ListConsentHistoryRequest(), ["subject_id"]),
+    "page size negative": (
+        pb.ListConsentHistoryRequest(subject_id=SUBJECT, page_size=-1),
+        ["page_size"],
+    ),
+    "page size 1001": (
+        pb.ListConsentHistoryRequest(subject_id=SUBJECT, page_size=1001),
+        ["page_size"],
+    ),
+    "page token malformed": (
+        pb.ListConsentHistoryRequest(subject_id=SUBJECT, page_token="next"),
+        ["page_token"],
+    ),
+    "page token of other subject": (
+        pb.ListConsentHistoryRequest(
+            subject_id=SUBJECT, page_token=encode_token("profile-0002", 3)
+        ),
+        ["page_token"],
+    ),
+}
+
+VERIFY_CASES = {
+    "subject missing": (pb.VerifyLedgerRequest(), ["subject_id"]),
+    "65 checkpoints": (
+        pb.VerifyLedgerRequest(
+            subject_id=SUBJECT,
+            checkpoints=[pb.LedgerCheckpoint(sequence=1, hash="a" * 64)] * 65,
+        ),
+        ["checkpoints"],
+    ),
+    "checkpoint fields": (
+        pb.VerifyLedgerRequest(
+            subject_id=SUBJECT,
+            checkpoints=[
+                pb.LedgerCheckpoint(sequence=1, hash="a" * 64),
+                pb.LedgerCheckpoint(sequence=0, hash="A" * 64),
+            ],
+        ),
+        ["checkpoints[1].sequence", "checkpoints[1].hash"],
+    ),
 }
 
 
@@ -170,6 +250,47 @@ async def test_record_invalid(
     fields: list[str],
 ) -> None:
     error = await invalid_call(stub.RecordConsent(request_message))
+
+    assert list(field_violations(error)) == fields
+
+
+@pytest.mark.parametrize(
+    ("request_message", "fields"),
+    JURISDICTION_CASES.values(),
+    ids=JURISDICTION_CASES.keys(),
+)
+async def test_jurisdiction_invalid(
+    stub: consent_pb2_grpc.ConsentServiceAsyncStub,
+    request_message: pb.SetJurisdictionRequest,
+    fields: list[str],
+) -> None:
+    error = await invalid_call(stub.SetJurisdiction(request_message))
+
+    assert list(field_violations(error)) == fields
+
+
+@pytest.mark.parametrize(
+    ("request_message", "fields"), HISTORY_CASES.values(), ids=HISTORY_CASES.keys()
+)
+async def test_history_invalid(
+    stub: consent_pb2_grpc.ConsentServiceAsyncStub,
+    request_message: pb.ListConsentHistoryRequest,
+    fields: list[str],
+) -> None:
+    error = await invalid_call(stub.ListConsentHistory(request_message))
+
+    assert list(field_violations(error)) == fields
+
+
+@pytest.mark.parametrize(
+    ("request_message", "fields"), VERIFY_CASES.values(), ids=VERIFY_CASES.keys()
+)
+async def test_verify_invalid(
+    stub: consent_pb2_grpc.ConsentServiceAsyncStub,
+    request_message: pb.VerifyLedgerRequest,
+    fields: list[str],
+) -> None:
+    error = await invalid_call(stub.VerifyLedger(request_message))
 
     assert list(field_violations(error)) == fields
 

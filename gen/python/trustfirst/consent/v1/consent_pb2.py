@@ -25,23 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#trustfirst/consent/v1/consent.proto\x12\x15trustfirst.consent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x0ePurposeChannel\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12/\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\"\xd8\x01\n\rConsentChange\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12/\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x34\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32$.trustfirst.consent.v1.ConsentAction\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xca\x02\n\rConsentRecord\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12/\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.trustfirst.consent.v1.ConsentStatus\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x16\n\x0enotice_version\x18\x05 \x01(\t\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fledger_sequence\x18\x08 \x01(\x03\"\xa2\x01\n\x14RecordConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x07\x63hanges\x18\x02 \x03(\x0b\x32$.trustfirst.consent.v1.ConsentChange\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x16\n\x0enotice_version\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"{\n\x15RecordConsentResponse\x12\x19\n\x11\x63onsistency_token\x18\x01 \x01(\t\x12\x35\n\x07records\x18\x02 \x03(\x0b\x32$.trustfirst.consent.v1.ConsentRecord\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"~\n\x13\x43heckConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x34\n\x05pairs\x18\x02 \x03(\x0b\x32%.trustfirst.consent.v1.PurposeChannel\x12\x1d\n\x15min_consistency_token\x18\x03 \x01(\t\"\xf1\x01\n\x12\x43onsentCheckResult\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12/\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x0f\n\x07\x61llowed\x18\x03 \x01(\x08\x12\x34\n\x06status\x18\x04 \x01(\x0e\x32$.trustfirst.consent.v1.ConsentStatus\x12\x32\n\x06reason\x18\x05 \x01(\x0e\x32\".trustfirst.consent.v1.CheckReason\"m\n\x14\x43heckConsentResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).trustfirst.consent.v1.ConsentCheckResult\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\")\n\x13ListConsentsRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"i\n\x14ListConsentsResponse\x12\x36\n\x08\x63onsents\x18\x01 \x03(\x0b\x32$.trustfirst.consent.v1.ConsentRecord\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t*\x84\x01\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PURPOSE_PERSONALISATION\x10\x01\x12\x15\n\x11PURPOSE_MARKETING\x10\x02\x12\x15\n\x11PURPOSE_PROFILING\x10\x03\x12\x15\n\x11PURPOSE_ANALYTICS\x10\x04*\x93\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x11\n\rCHANNEL_EMAIL\x10\x01\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x02\x12\x10\n\x0c\x43HANNEL_PUSH\x10\x03\x12\x12\n\x0e\x43HANNEL_IN_APP\x10\x04\x12\x0f\n\x0b\x43HANNEL_WEB\x10\x05\x12\x14\n\x10\x43HANNEL_IN_STORE\x10\x06*\x7f\n\rConsentAction\x12\x1e\n\x1a\x43ONSENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONSENT_ACTION_GRANT\x10\x01\x12\x17\n\x13\x43ONSENT_ACTION_DENY\x10\x02\x12\x1b\n\x17\x43ONSENT_ACTION_WITHDRAW\x10\x03*\xa4\x01\n\rConsentStatus\x12\x1e\n\x1a\x43ONSENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43ONSENT_STATUS_GRANTED\x10\x01\x12\x19\n\x15\x43ONSENT_STATUS_DENIED\x10\x02\x12\x1c\n\x18\x43ONSENT_STATUS_WITHDRAWN\x10\x03\x12\x1e\n\x1a\x43ONSENT_STATUS_NEVER_ASKED\x10\x04*\xb2\x01\n\x0b\x43heckReason\x12\x1c\n\x18\x43HECK_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HECK_REASON_GRANTED\x10\x01\x12\x17\n\x13\x43HECK_REASON_DENIED\x10\x02\x12\x1a\n\x16\x43HECK_REASON_WITHDRAWN\x10\x03\x12\x1c\n\x18\x43HECK_REASON_NEVER_ASKED\x10\x04\x12\x18\n\x14\x43HECK_REASON_EXPIRED\x10\x05\x32\xce\x02\n\x0e\x43onsentService\x12j\n\rRecordConsent\x12+.trustfirst.consent.v1.RecordConsentRequest\x1a,.trustfirst.consent.v1.RecordConsentResponse\x12g\n\x0c\x43heckConsent\x12*.trustfirst.consent.v1.CheckConsentRequest\x1a+.trustfirst.consent.v1.CheckConsentResponse\x12g\n\x0cListConsents\x12*.trustfirst.consent.v1.ListConsentsRequest\x1a+.trustfirst.consent.v1.ListConsentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#trustfirst/consent/v1/consent.proto\x12\x15trustfirst.consent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x0ePurposeChannel\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12/\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\"\xd8\x01\n\rConsentChange\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12/\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x34\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32$.trustfirst.consent.v1.ConsentAction\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xca\x02\n\rConsentRecord\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12/\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.trustfirst.consent.v1.ConsentStatus\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x16\n\x0enotice_version\x18\x05 \x01(\t\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fledger_sequence\x18\x08 \x01(\x03\"\xa2\x01\n\x14RecordConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x07\x63hanges\x18\x02 \x03(\x0b\x32$.trustfirst.consent.v1.ConsentChange\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x16\n\x0enotice_version\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"\x8f\x01\n\x15RecordConsentResponse\x12\x19\n\x11\x63onsistency_token\x18\x01 \x01(\t\x12\x35\n\x07records\x18\x02 \x03(\x0b\x32$.trustfirst.consent.v1.ConsentRecord\x12\x10\n\x08replayed\x18\x03 \x01(\x08\x12\x12\n\nentry_hash\x18\x04 \x01(\t\"~\n\x13\x43heckConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x34\n\x05pairs\x18\x02 \x03(\x0b\x32%.trustfirst.consent.v1.PurposeChannel\x12\x1d\n\x15min_consistency_token\x18\x03 \x01(\t\"\xf1\x01\n\x12\x43onsentCheckResult\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12/\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x0f\n\x07\x61llowed\x18\x03 \x01(\x08\x12\x34\n\x06status\x18\x04 \x01(\x0e\x32$.trustfirst.consent.v1.ConsentStatus\x12\x32\n\x06reason\x18\x05 \x01(\x0e\x32\".trustfirst.consent.v1.CheckReason\"\xa3\x01\n\x14\x43heckConsentResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).trustfirst.consent.v1.ConsentCheckResult\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\x12\x14\n\x0cjurisdiction\x18\x03 \x01(\t\x12\x1e\n\x16merged_into_subject_id\x18\x04 \x01(\t\"G\n\x13ListConsentsRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x1c\n\x14\x61t_consistency_token\x18\x02 \x01(\t\"\x9f\x01\n\x14ListConsentsResponse\x12\x36\n\x08\x63onsents\x18\x01 \x03(\x0b\x32$.trustfirst.consent.v1.ConsentRecord\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\x12\x14\n\x0cjurisdiction\x18\x03 \x01(\t\x12\x1e\n\x16merged_into_subject_id\x18\x04 \x01(\t\"\xd7\x01\n\x0cLedgerChange\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Purpose\x12/\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1e.trustfirst.consent.v1.Channel\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.trustfirst.consent.v1.ConsentStatus\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x03\n\x0bLedgerEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x34\n\x04type\x18\x02 \x01(\x0e\x32&.trustfirst.consent.v1.LedgerEntryType\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x16\n\x0enotice_version\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x34\n\x07\x63hanges\x18\x07 \x03(\x0b\x32#.trustfirst.consent.v1.LedgerChange\x12\x14\n\x0cjurisdiction\x18\x08 \x01(\t\x12\x1a\n\x12related_subject_id\x18\t \x01(\t\x12\x1f\n\x17related_ledger_sequence\x18\n \x01(\x03\x12\x1b\n\x13related_ledger_head\x18\x0b \x01(\t\x12\x19\n\x11identity_event_id\x18\x0c \x01(\t\x12\x11\n\tprev_hash\x18\r \x01(\t\x12\x0c\n\x04hash\x18\x0e \x01(\t\x12\x16\n\x0e\x63\x61nonical_json\x18\x0f \x01(\t\"V\n\x19ListConsentHistoryRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x85\x01\n\x1aListConsentHistoryResponse\x12\x33\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\".trustfirst.consent.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\"2\n\x10LedgerCheckpoint\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0c\n\x04hash\x18\x02 \x01(\t\"g\n\x13VerifyLedgerRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12<\n\x0b\x63heckpoints\x18\x02 \x03(\x0b\x32\'.trustfirst.consent.v1.LedgerCheckpoint\"n\n\rLedgerProblem\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x36\n\x04kind\x18\x02 \x01(\x0e\x32(.trustfirst.consent.v1.LedgerProblemKind\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x83\x01\n\rErasureRecord\x12.\n\nerase_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fledger_sequence\x18\x02 \x01(\x03\x12\x13\n\x0bledger_head\x18\x03 \x01(\t\x12\x14\n\x0c\x65ntry_hashes\x18\x04 \x03(\t\"\xd7\x01\n\x14VerifyLedgerResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x13\n\x0b\x65ntry_count\x18\x02 \x01(\x03\x12\x11\n\thead_hash\x18\x03 \x01(\t\x12\x36\n\x08problems\x18\x04 \x03(\x0b\x32$.trustfirst.consent.v1.LedgerProblem\x12\x19\n\x11\x63onsistency_token\x18\x05 \x01(\t\x12\x35\n\x07\x65rasure\x18\x06 \x01(\x0b\x32$.trustfirst.consent.v1.ErasureRecord\"k\n\x16SetJurisdictionRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0cjurisdiction\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"Z\n\x17SetJurisdictionResponse\x12\x19\n\x11\x63onsistency_token\x18\x01 \x01(\t\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12\x12\n\nentry_hash\x18\x03 \x01(\t*\x84\x01\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PURPOSE_PERSONALISATION\x10\x01\x12\x15\n\x11PURPOSE_MARKETING\x10\x02\x12\x15\n\x11PURPOSE_PROFILING\x10\x03\x12\x15\n\x11PURPOSE_ANALYTICS\x10\x04*\x93\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x11\n\rCHANNEL_EMAIL\x10\x01\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x02\x12\x10\n\x0c\x43HANNEL_PUSH\x10\x03\x12\x12\n\x0e\x43HANNEL_IN_APP\x10\x04\x12\x0f\n\x0b\x43HANNEL_WEB\x10\x05\x12\x14\n\x10\x43HANNEL_IN_STORE\x10\x06*\x7f\n\rConsentAction\x12\x1e\n\x1a\x43ONSENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONSENT_ACTION_GRANT\x10\x01\x12\x17\n\x13\x43ONSENT_ACTION_DENY\x10\x02\x12\x1b\n\x17\x43ONSENT_ACTION_WITHDRAW\x10\x03*\xa4\x01\n\rConsentStatus\x12\x1e\n\x1a\x43ONSENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43ONSENT_STATUS_GRANTED\x10\x01\x12\x19\n\x15\x43ONSENT_STATUS_DENIED\x10\x02\x12\x1c\n\x18\x43ONSENT_STATUS_WITHDRAWN\x10\x03\x12\x1e\n\x1a\x43ONSENT_STATUS_NEVER_ASKED\x10\x04*\xf2\x01\n\x0b\x43heckReason\x12\x1c\n\x18\x43HECK_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HECK_REASON_GRANTED\x10\x01\x12\x17\n\x13\x43HECK_REASON_DENIED\x10\x02\x12\x1a\n\x16\x43HECK_REASON_WITHDRAWN\x10\x03\x12\x1c\n\x18\x43HECK_REASON_NEVER_ASKED\x10\x04\x12\x18\n\x14\x43HECK_REASON_EXPIRED\x10\x05\x12\x1d\n\x19\x43HECK_REASON_NO_OBJECTION\x10\x06\x12\x1f\n\x1b\x43HECK_REASON_SUBJECT_MERGED\x10\x07*\xd3\x01\n\x0fLedgerEntryType\x12!\n\x1dLEDGER_ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18LEDGER_ENTRY_TYPE_RECORD\x10\x01\x12\"\n\x1eLEDGER_ENTRY_TYPE_JURISDICTION\x10\x02\x12\x1b\n\x17LEDGER_ENTRY_TYPE_MERGE\x10\x03\x12!\n\x1dLEDGER_ENTRY_TYPE_MERGED_INTO\x10\x04\x12\x1b\n\x17LEDGER_ENTRY_TYPE_SPLIT\x10\x05*\x87\x03\n\x11LedgerProblemKind\x12#\n\x1fLEDGER_PROBLEM_KIND_UNSPECIFIED\x10\x00\x12\'\n#LEDGER_PROBLEM_KIND_MALFORMED_ENTRY\x10\x01\x12)\n%LEDGER_PROBLEM_KIND_SEQUENCE_MISMATCH\x10\x02\x12*\n&LEDGER_PROBLEM_KIND_PREV_HASH_MISMATCH\x10\x03\x12(\n$LEDGER_PROBLEM_KIND_SUBJECT_MISMATCH\x10\x04\x12%\n!LEDGER_PROBLEM_KIND_HEAD_MISMATCH\x10\x05\x12\'\n#LEDGER_PROBLEM_KIND_LENGTH_MISMATCH\x10\x06\x12&\n\"LEDGER_PROBLEM_KIND_STATE_MISMATCH\x10\x07\x12+\n\'LEDGER_PROBLEM_KIND_CHECKPOINT_MISMATCH\x10\x08\x32\xa4\x05\n\x0e\x43onsentService\x12j\n\rRecordConsent\x12+.trustfirst.consent.v1.RecordConsentRequest\x1a,.trustfirst.consent.v1.RecordConsentResponse\x12g\n\x0c\x43heckConsent\x12*.trustfirst.consent.v1.CheckConsentRequest\x1a+.trustfirst.consent.v1.CheckConsentResponse\x12g\n\x0cListConsents\x12*.trustfirst.consent.v1.ListConsentsRequest\x1a+.trustfirst.consent.v1.ListConsentsResponse\x12y\n\x12ListConsentHistory\x12\x30.trustfirst.consent.v1.ListConsentHistoryRequest\x1a\x31.trustfirst.consent.v1.ListConsentHistoryResponse\x12g\n\x0cVerifyLedger\x12*.trustfirst.consent.v1.VerifyLedgerRequest\x1a+.trustfirst.consent.v1.VerifyLedgerResponse\x12p\n\x0fSetJurisdiction\x12-.trustfirst.consent.v1.SetJurisdictionRequest\x1a..trustfirst.consent.v1.SetJurisdictionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trustfirst.consent.v1.consent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PURPOSE']._serialized_start=1687
-  _globals['_PURPOSE']._serialized_end=1819
-  _globals['_CHANNEL']._serialized_start=1822
-  _globals['_CHANNEL']._serialized_end=1969
-  _globals['_CONSENTACTION']._serialized_start=1971
-  _globals['_CONSENTACTION']._serialized_end=2098
-  _globals['_CONSENTSTATUS']._serialized_start=2101
-  _globals['_CONSENTSTATUS']._serialized_end=2265
-  _globals['_CHECKREASON']._serialized_start=2268
-  _globals['_CHECKREASON']._serialized_end=2446
+  _globals['_PURPOSE']._serialized_start=3557
+  _globals['_PURPOSE']._serialized_end=3689
+  _globals['_CHANNEL']._serialized_start=3692
+  _globals['_CHANNEL']._serialized_end=3839
+  _globals['_CONSENTACTION']._serialized_start=3841
+  _globals['_CONSENTACTION']._serialized_end=3968
+  _globals['_CONSENTSTATUS']._serialized_start=3971
+  _globals['_CONSENTSTATUS']._serialized_end=4135
+  _globals['_CHECKREASON']._serialized_start=4138
+  _globals['_CHECKREASON']._serialized_end=4380
+  _globals['_LEDGERENTRYTYPE']._serialized_start=4383
+  _globals['_LEDGERENTRYTYPE']._serialized_end=4594
+  _globals['_LEDGERPROBLEMKIND']._serialized_start=4597
+  _globals['_LEDGERPROBLEMKIND']._serialized_end=4988
   _globals['_PURPOSECHANNEL']._serialized_start=95
   _globals['_PURPOSECHANNEL']._serialized_end=209
   _globals['_CONSENTCHANGE']._serialized_start=212
@@ -50,18 +54,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONSENTRECORD']._serialized_end=761
   _globals['_RECORDCONSENTREQUEST']._serialized_start=764
   _globals['_RECORDCONSENTREQUEST']._serialized_end=926
-  _globals['_RECORDCONSENTRESPONSE']._serialized_start=928
-  _globals['_RECORDCONSENTRESPONSE']._serialized_end=1051
-  _globals['_CHECKCONSENTREQUEST']._serialized_start=1053
-  _globals['_CHECKCONSENTREQUEST']._serialized_end=1179
-  _globals['_CONSENTCHECKRESULT']._serialized_start=1182
-  _globals['_CONSENTCHECKRESULT']._serialized_end=1423
-  _globals['_CHECKCONSENTRESPONSE']._serialized_start=1425
-  _globals['_CHECKCONSENTRESPONSE']._serialized_end=1534
-  _globals['_LISTCONSENTSREQUEST']._serialized_start=1536
-  _globals['_LISTCONSENTSREQUEST']._serialized_end=1577
-  _globals['_LISTCONSENTSRESPONSE']._serialized_start=1579
-  _globals['_LISTCONSENTSRESPONSE']._serialized_end=1684
-  _globals['_CONSENTSERVICE']._serialized_start=2449
-  _globals['_CONSENTSERVICE']._serialized_end=2783
+  _globals['_RECORDCONSENTRESPONSE']._serialized_start=929
+  _globals['_RECORDCONSENTRESPONSE']._serialized_end=1072
+  _globals['_CHECKCONSENTREQUEST']._serialized_start=1074
+  _globals['_CHECKCONSENTREQUEST']._serialized_end=1200
+  _globals['_CONSENTCHECKRESULT']._serialized_start=1203
+  _globals['_CONSENTCHECKRESULT']._serialized_end=1444
+  _globals['_CHECKCONSENTRESPONSE']._serialized_start=1447
+  _globals['_CHECKCONSENTRESPONSE']._serialized_end=1610
+  _globals['_LISTCONSENTSREQUEST']._serialized_start=1612
+  _globals['_LISTCONSENTSREQUEST']._serialized_end=1683
+  _globals['_LISTCONSENTSRESPONSE']._serialized_start=1686
+  _globals['_LISTCONSENTSRESPONSE']._serialized_end=1845
+  _globals['_LEDGERCHANGE']._serialized_start=1848
+  _globals['_LEDGERCHANGE']._serialized_end=2063
+  _globals['_LEDGERENTRY']._serialized_start=2066
+  _globals['_LEDGERENTRY']._serialized_end=2508
+  _globals['_LISTCONSENTHISTORYREQUEST']._serialized_start=2510
+  _globals['_LISTCONSENTHISTORYREQUEST']._serialized_end=2596
+  _globals['_LISTCONSENTHISTORYRESPONSE']._serialized_start=2599
+  _globals['_LISTCONSENTHISTORYRESPONSE']._serialized_end=2732
+  _globals['_LEDGERCHECKPOINT']._serialized_start=2734
+  _globals['_LEDGERCHECKPOINT']._serialized_end=2784
+  _globals['_VERIFYLEDGERREQUEST']._serialized_start=2786
+  _globals['_VERIFYLEDGERREQUEST']._serialized_end=2889
+  _globals['_LEDGERPROBLEM']._serialized_start=2891
+  _globals['_LEDGERPROBLEM']._serialized_end=3001
+  _globals['_ERASURERECORD']._serialized_start=3004
+  _globals['_ERASURERECORD']._serialized_end=3135
+  _globals['_VERIFYLEDGERRESPONSE']._serialized_start=3138
+  _globals['_VERIFYLEDGERRESPONSE']._serialized_end=3353
+  _globals['_SETJURISDICTIONREQUEST']._serialized_start=3355
+  _globals['_SETJURISDICTIONREQUEST']._serialized_end=3462
+  _globals['_SETJURISDICTIONRESPONSE']._serialized_start=3464
+  _globals['_SETJURISDICTIONRESPONSE']._serialized_end=3554
+  _globals['_CONSENTSERVICE']._serialized_start=4991
+  _globals['_CONSENTSERVICE']._serialized_end=5667
 # @@protoc_insertion_point(module_scope)

@@ -132,9 +132,17 @@ class _CheckReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CheckReas
     CHECK_REASON_WITHDRAWN: _CheckReason.ValueType  # 3
     """The customer withdrew an earlier grant."""
     CHECK_REASON_NEVER_ASKED: _CheckReason.ValueType  # 4
-    """The customer was never asked; never asked means denied."""
+    """The customer was never asked, and the subject's jurisdiction requires consent first
+    (an opt-in regime).
+    """
     CHECK_REASON_EXPIRED: _CheckReason.ValueType  # 5
     """The grant carried an expiry that has passed."""
+    CHECK_REASON_NO_OBJECTION: _CheckReason.ValueType  # 6
+    """The customer was never asked, and the subject's jurisdiction allows the pair until
+    the customer objects (an opt-out regime).
+    """
+    CHECK_REASON_SUBJECT_MERGED: _CheckReason.ValueType  # 7
+    """The subject was merged into another profile; check merged_into_subject_id instead."""
 
 class CheckReason(_CheckReason, metaclass=_CheckReasonEnumTypeWrapper):
     """Why a check allowed or refused a pair."""
@@ -147,10 +155,102 @@ CHECK_REASON_DENIED: CheckReason.ValueType  # 2
 CHECK_REASON_WITHDRAWN: CheckReason.ValueType  # 3
 """The customer withdrew an earlier grant."""
 CHECK_REASON_NEVER_ASKED: CheckReason.ValueType  # 4
-"""The customer was never asked; never asked means denied."""
+"""The customer was never asked, and the subject's jurisdiction requires consent first
+(an opt-in regime).
+"""
 CHECK_REASON_EXPIRED: CheckReason.ValueType  # 5
 """The grant carried an expiry that has passed."""
+CHECK_REASON_NO_OBJECTION: CheckReason.ValueType  # 6
+"""The customer was never asked, and the subject's jurisdiction allows the pair until
+the customer objects (an opt-out regime).
+"""
+CHECK_REASON_SUBJECT_MERGED: CheckReason.ValueType  # 7
+"""The subject was merged into another profile; check merged_into_subject_id instead."""
 Global___CheckReason: _TypeAlias = CheckReason  # noqa: Y015
+
+class _LedgerEntryType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LedgerEntryTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LedgerEntryType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEDGER_ENTRY_TYPE_UNSPECIFIED: _LedgerEntryType.ValueType  # 0
+    LEDGER_ENTRY_TYPE_RECORD: _LedgerEntryType.ValueType  # 1
+    """RecordConsent."""
+    LEDGER_ENTRY_TYPE_JURISDICTION: _LedgerEntryType.ValueType  # 2
+    """SetJurisdiction."""
+    LEDGER_ENTRY_TYPE_MERGE: _LedgerEntryType.ValueType  # 3
+    """Identity merged another profile into this subject; the changes make each pair the
+    most restrictive of the two.
+    """
+    LEDGER_ENTRY_TYPE_MERGED_INTO: _LedgerEntryType.ValueType  # 4
+    """Identity merged this subject into another profile; the ledger takes no more writes."""
+    LEDGER_ENTRY_TYPE_SPLIT: _LedgerEntryType.ValueType  # 5
+    """Identity split this subject off another profile; it inherits that profile's refusals."""
+
+class LedgerEntryType(_LedgerEntryType, metaclass=_LedgerEntryTypeEnumTypeWrapper):
+    """What wrote a ledger entry."""
+
+LEDGER_ENTRY_TYPE_UNSPECIFIED: LedgerEntryType.ValueType  # 0
+LEDGER_ENTRY_TYPE_RECORD: LedgerEntryType.ValueType  # 1
+"""RecordConsent."""
+LEDGER_ENTRY_TYPE_JURISDICTION: LedgerEntryType.ValueType  # 2
+"""SetJurisdiction."""
+LEDGER_ENTRY_TYPE_MERGE: LedgerEntryType.ValueType  # 3
+"""Identity merged another profile into this subject; the changes make each pair the
+most restrictive of the two.
+"""
+LEDGER_ENTRY_TYPE_MERGED_INTO: LedgerEntryType.ValueType  # 4
+"""Identity merged this subject into another profile; the ledger takes no more writes."""
+LEDGER_ENTRY_TYPE_SPLIT: LedgerEntryType.ValueType  # 5
+"""Identity split this subject off another profile; it inherits that profile's refusals."""
+Global___LedgerEntryType: _TypeAlias = LedgerEntryType  # noqa: Y015
+
+class _LedgerProblemKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LedgerProblemKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LedgerProblemKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEDGER_PROBLEM_KIND_UNSPECIFIED: _LedgerProblemKind.ValueType  # 0
+    LEDGER_PROBLEM_KIND_MALFORMED_ENTRY: _LedgerProblemKind.ValueType  # 1
+    """The stored entry is not a valid ledger entry."""
+    LEDGER_PROBLEM_KIND_SEQUENCE_MISMATCH: _LedgerProblemKind.ValueType  # 2
+    """The entry's sequence is not its position in the ledger."""
+    LEDGER_PROBLEM_KIND_PREV_HASH_MISMATCH: _LedgerProblemKind.ValueType  # 3
+    """The entry's prev_hash is not the hash of the entry before it."""
+    LEDGER_PROBLEM_KIND_SUBJECT_MISMATCH: _LedgerProblemKind.ValueType  # 4
+    """The entry names another subject."""
+    LEDGER_PROBLEM_KIND_HEAD_MISMATCH: _LedgerProblemKind.ValueType  # 5
+    """The state's ledger_head is not the hash of the last entry."""
+    LEDGER_PROBLEM_KIND_LENGTH_MISMATCH: _LedgerProblemKind.ValueType  # 6
+    """The state's ledger_sequence is not the number of entries."""
+    LEDGER_PROBLEM_KIND_STATE_MISMATCH: _LedgerProblemKind.ValueType  # 7
+    """A state field differs from the value the entries derive."""
+    LEDGER_PROBLEM_KIND_CHECKPOINT_MISMATCH: _LedgerProblemKind.ValueType  # 8
+    """The hash at a caller's checkpoint differs from the hash the caller recorded."""
+
+class LedgerProblemKind(_LedgerProblemKind, metaclass=_LedgerProblemKindEnumTypeWrapper):
+    """A discrepancy that VerifyLedger found."""
+
+LEDGER_PROBLEM_KIND_UNSPECIFIED: LedgerProblemKind.ValueType  # 0
+LEDGER_PROBLEM_KIND_MALFORMED_ENTRY: LedgerProblemKind.ValueType  # 1
+"""The stored entry is not a valid ledger entry."""
+LEDGER_PROBLEM_KIND_SEQUENCE_MISMATCH: LedgerProblemKind.ValueType  # 2
+"""The entry's sequence is not its position in the ledger."""
+LEDGER_PROBLEM_KIND_PREV_HASH_MISMATCH: LedgerProblemKind.ValueType  # 3
+"""The entry's prev_hash is not the hash of the entry before it."""
+LEDGER_PROBLEM_KIND_SUBJECT_MISMATCH: LedgerProblemKind.ValueType  # 4
+"""The entry names another subject."""
+LEDGER_PROBLEM_KIND_HEAD_MISMATCH: LedgerProblemKind.ValueType  # 5
+"""The state's ledger_head is not the hash of the last entry."""
+LEDGER_PROBLEM_KIND_LENGTH_MISMATCH: LedgerProblemKind.ValueType  # 6
+"""The state's ledger_sequence is not the number of entries."""
+LEDGER_PROBLEM_KIND_STATE_MISMATCH: LedgerProblemKind.ValueType  # 7
+"""A state field differs from the value the entries derive."""
+LEDGER_PROBLEM_KIND_CHECKPOINT_MISMATCH: LedgerProblemKind.ValueType  # 8
+"""The hash at a caller's checkpoint differs from the hash the caller recorded."""
+Global___LedgerProblemKind: _TypeAlias = LedgerProblemKind  # noqa: Y015
 
 @_typing.final
 class PurposeChannel(_message.Message):
@@ -299,10 +399,13 @@ class RecordConsentResponse(_message.Message):
     CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     RECORDS_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
+    ENTRY_HASH_FIELD_NUMBER: _builtins.int
     consistency_token: _builtins.str
     """Ledger position after this write; pass it as CheckConsentRequest.min_consistency_token."""
     replayed: _builtins.bool
     """True when the idempotency key was seen before and nothing new was written."""
+    entry_hash: _builtins.str
+    """SHA-256 of the ledger entry (hex); keep it to pass as a VerifyLedger checkpoint."""
     @_builtins.property
     def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConsentRecord]:
         """The new state of every changed pair."""
@@ -313,10 +416,11 @@ class RecordConsentResponse(_message.Message):
         consistency_token: _builtins.str = ...,
         records: _abc.Iterable[Global___ConsentRecord] | None = ...,
         replayed: _builtins.bool = ...,
+        entry_hash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "records", b"records", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "entry_hash", b"entry_hash", "records", b"records", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -390,8 +494,14 @@ class CheckConsentResponse(_message.Message):
 
     RESULTS_FIELD_NUMBER: _builtins.int
     CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    JURISDICTION_FIELD_NUMBER: _builtins.int
+    MERGED_INTO_SUBJECT_ID_FIELD_NUMBER: _builtins.int
     consistency_token: _builtins.str
     """The ledger position this answer was read at."""
+    jurisdiction: _builtins.str
+    """The jurisdiction that decided never-asked pairs: the subject's, or the configured default."""
+    merged_into_subject_id: _builtins.str
+    """Set when the subject was merged into another profile; every result is then refused."""
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConsentCheckResult]:
         """One result per requested pair, in request order."""
@@ -401,10 +511,12 @@ class CheckConsentResponse(_message.Message):
         *,
         results: _abc.Iterable[Global___ConsentCheckResult] | None = ...,
         consistency_token: _builtins.str = ...,
+        jurisdiction: _builtins.str = ...,
+        merged_into_subject_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "jurisdiction", b"jurisdiction", "merged_into_subject_id", b"merged_into_subject_id", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -415,15 +527,22 @@ class ListConsentsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    AT_CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    at_consistency_token: _builtins.str
+    """Optional token from an earlier response (a CheckConsent made for a decision, say):
+    the state is then derived by replaying the ledger up to that position, and grants
+    are listed as recorded, with their expire_time, because a position carries no time.
+    """
     def __init__(
         self,
         *,
         subject_id: _builtins.str = ...,
+        at_consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_consistency_token", b"at_consistency_token", "subject_id", b"subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -435,7 +554,13 @@ class ListConsentsResponse(_message.Message):
 
     CONSENTS_FIELD_NUMBER: _builtins.int
     CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    JURISDICTION_FIELD_NUMBER: _builtins.int
+    MERGED_INTO_SUBJECT_ID_FIELD_NUMBER: _builtins.int
     consistency_token: _builtins.str
+    jurisdiction: _builtins.str
+    """The jurisdiction that decides never-asked pairs: the subject's, or the configured default."""
+    merged_into_subject_id: _builtins.str
+    """Set when the subject was merged into another profile."""
     @_builtins.property
     def consents(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConsentRecord]: ...
     def __init__(
@@ -443,11 +568,394 @@ class ListConsentsResponse(_message.Message):
         *,
         consents: _abc.Iterable[Global___ConsentRecord] | None = ...,
         consistency_token: _builtins.str = ...,
+        jurisdiction: _builtins.str = ...,
+        merged_into_subject_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consents", b"consents", "consistency_token", b"consistency_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consents", b"consents", "consistency_token", b"consistency_token", "jurisdiction", b"jurisdiction", "merged_into_subject_id", b"merged_into_subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListConsentsResponse: _TypeAlias = ListConsentsResponse  # noqa: Y015
+
+@_typing.final
+class LedgerChange(_message.Message):
+    """One pair set by a ledger entry, as the status it leaves the pair in."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    purpose: Global___Purpose.ValueType
+    channel: Global___Channel.ValueType
+    status: Global___ConsentStatus.ValueType
+    """GRANTED, DENIED, WITHDRAWN, or NEVER_ASKED when a merge reset a grant."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        purpose: Global___Purpose.ValueType = ...,
+        channel: Global___Channel.ValueType = ...,
+        status: Global___ConsentStatus.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "expire_time", b"expire_time", "purpose", b"purpose", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerChange: _TypeAlias = LedgerChange  # noqa: Y015
+
+@_typing.final
+class LedgerEntry(_message.Message):
+    """One entry of a subject's ledger, decoded, with the exact text that was hashed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    NOTICE_VERSION_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    JURISDICTION_FIELD_NUMBER: _builtins.int
+    RELATED_SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    RELATED_LEDGER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    RELATED_LEDGER_HEAD_FIELD_NUMBER: _builtins.int
+    IDENTITY_EVENT_ID_FIELD_NUMBER: _builtins.int
+    PREV_HASH_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    CANONICAL_JSON_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Position in the ledger, from 1."""
+    type: Global___LedgerEntryType.ValueType
+    source: _builtins.str
+    notice_version: _builtins.str
+    """Set on RECORD entries."""
+    idempotency_key: _builtins.str
+    jurisdiction: _builtins.str
+    """Set on JURISDICTION entries, and on MERGE and SPLIT entries that changed it."""
+    related_subject_id: _builtins.str
+    """The other profile of a MERGE (merged in), MERGED_INTO (survivor) or SPLIT (origin) entry."""
+    related_ledger_sequence: _builtins.int
+    """Ledger sequence and head hash of the related subject when this entry was written
+    (MERGE and SPLIT), which ties the two chains together.
+    """
+    related_ledger_head: _builtins.str
+    identity_event_id: _builtins.str
+    """Id of the identity event stream entry that caused a MERGE, MERGED_INTO or SPLIT entry."""
+    prev_hash: _builtins.str
+    """Hash of the previous entry; 64 zeros for sequence 1."""
+    hash: _builtins.str
+    """SHA-256 of canonical_json, as lower-case hex."""
+    canonical_json: _builtins.str
+    """The entry exactly as stored and hashed. An entry that does not decode has only
+    sequence, hash and this field set.
+    """
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Server time of the write."""
+
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerChange]: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        type: Global___LedgerEntryType.ValueType = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        source: _builtins.str = ...,
+        notice_version: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        changes: _abc.Iterable[Global___LedgerChange] | None = ...,
+        jurisdiction: _builtins.str = ...,
+        related_subject_id: _builtins.str = ...,
+        related_ledger_sequence: _builtins.int = ...,
+        related_ledger_head: _builtins.str = ...,
+        identity_event_id: _builtins.str = ...,
+        prev_hash: _builtins.str = ...,
+        hash: _builtins.str = ...,
+        canonical_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canonical_json", b"canonical_json", "changes", b"changes", "hash", b"hash", "idempotency_key", b"idempotency_key", "identity_event_id", b"identity_event_id", "jurisdiction", b"jurisdiction", "notice_version", b"notice_version", "prev_hash", b"prev_hash", "related_ledger_head", b"related_ledger_head", "related_ledger_sequence", b"related_ledger_sequence", "related_subject_id", b"related_subject_id", "sequence", b"sequence", "source", b"source", "time", b"time", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerEntry: _TypeAlias = LedgerEntry  # noqa: Y015
+
+@_typing.final
+class ListConsentHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    page_size: _builtins.int
+    """1 to 1000 entries; 0 means 100."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "subject_id", b"subject_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConsentHistoryRequest: _TypeAlias = ListConsentHistoryRequest  # noqa: Y015
+
+@_typing.final
+class ListConsentHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty when this page reaches the end of the ledger as read."""
+    consistency_token: _builtins.str
+    """The ledger position this page was read at."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerEntry]:
+        """Entries in ledger order, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___LedgerEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+        consistency_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConsentHistoryResponse: _TypeAlias = ListConsentHistoryResponse  # noqa: Y015
+
+@_typing.final
+class LedgerCheckpoint(_message.Message):
+    """A ledger position and the entry hash a caller recorded for it earlier."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    hash: _builtins.str
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerCheckpoint: _TypeAlias = LedgerCheckpoint  # noqa: Y015
+
+@_typing.final
+class VerifyLedgerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    @_builtins.property
+    def checkpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerCheckpoint]:
+        """Up to 64 hashes recorded earlier (for example RecordConsentResponse.entry_hash),
+        which also catch a ledger rewritten with a consistent new chain.
+        """
+
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+        checkpoints: _abc.Iterable[Global___LedgerCheckpoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints", b"checkpoints", "subject_id", b"subject_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyLedgerRequest: _TypeAlias = VerifyLedgerRequest  # noqa: Y015
+
+@_typing.final
+class LedgerProblem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The entry the problem was found at (0 when it concerns the state as a whole)."""
+    kind: Global___LedgerProblemKind.ValueType
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        kind: Global___LedgerProblemKind.ValueType = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "kind", b"kind", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerProblem: _TypeAlias = LedgerProblem  # noqa: Y015
+
+@_typing.final
+class ErasureRecord(_message.Message):
+    """What the service keeps of an erased subject's ledger: no identifiers, only hashes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERASE_TIME_FIELD_NUMBER: _builtins.int
+    LEDGER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    LEDGER_HEAD_FIELD_NUMBER: _builtins.int
+    ENTRY_HASHES_FIELD_NUMBER: _builtins.int
+    ledger_sequence: _builtins.int
+    """Number of entries and hash of the last one when the ledger was erased."""
+    ledger_head: _builtins.str
+    @_builtins.property
+    def erase_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def entry_hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Hash of every erased entry, in ledger order."""
+
+    def __init__(
+        self,
+        *,
+        erase_time: _timestamp_pb2.Timestamp | None = ...,
+        ledger_sequence: _builtins.int = ...,
+        ledger_head: _builtins.str = ...,
+        entry_hashes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["erase_time", b"erase_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_hashes", b"entry_hashes", "erase_time", b"erase_time", "ledger_head", b"ledger_head", "ledger_sequence", b"ledger_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasureRecord: _TypeAlias = ErasureRecord  # noqa: Y015
+
+@_typing.final
+class VerifyLedgerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALID_FIELD_NUMBER: _builtins.int
+    ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    HEAD_HASH_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    ERASURE_FIELD_NUMBER: _builtins.int
+    valid: _builtins.bool
+    """True when no problem was found."""
+    entry_count: _builtins.int
+    """Number of entries read."""
+    head_hash: _builtins.str
+    """Hash of the last entry read; empty for an empty ledger."""
+    consistency_token: _builtins.str
+    """The ledger position that was verified."""
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerProblem]:
+        """Every problem found, in ledger order, at most 100."""
+
+    @_builtins.property
+    def erasure(self) -> Global___ErasureRecord:
+        """Set when the subject was erased; the ledger is then empty."""
+
+    def __init__(
+        self,
+        *,
+        valid: _builtins.bool = ...,
+        entry_count: _builtins.int = ...,
+        head_hash: _builtins.str = ...,
+        problems: _abc.Iterable[Global___LedgerProblem] | None = ...,
+        consistency_token: _builtins.str = ...,
+        erasure: Global___ErasureRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["erasure", b"erasure"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "entry_count", b"entry_count", "erasure", b"erasure", "head_hash", b"head_hash", "problems", b"problems", "valid", b"valid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyLedgerResponse: _TypeAlias = VerifyLedgerResponse  # noqa: Y015
+
+@_typing.final
+class SetJurisdictionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    JURISDICTION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    jurisdiction: _builtins.str
+    """A jurisdiction code from the service's configuration, for example "GB" or "US"."""
+    source: _builtins.str
+    """Where the jurisdiction was established. Required."""
+    idempotency_key: _builtins.str
+    """Optional key that makes a retried request apply once."""
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+        jurisdiction: _builtins.str = ...,
+        source: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "jurisdiction", b"jurisdiction", "source", b"source", "subject_id", b"subject_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetJurisdictionRequest: _TypeAlias = SetJurisdictionRequest  # noqa: Y015
+
+@_typing.final
+class SetJurisdictionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    consistency_token: _builtins.str
+    replayed: _builtins.bool
+    entry_hash: _builtins.str
+    def __init__(
+        self,
+        *,
+        consistency_token: _builtins.str = ...,
+        replayed: _builtins.bool = ...,
+        entry_hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "entry_hash", b"entry_hash", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetJurisdictionResponse: _TypeAlias = SetJurisdictionResponse  # noqa: Y015

@@ -51,6 +51,21 @@ class ConsentServiceStub:
                 request_serializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentsRequest.SerializeToString,
                 response_deserializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentsResponse.FromString,
                 _registered_method=True)
+        self.ListConsentHistory = channel.unary_unary(
+                '/trustfirst.consent.v1.ConsentService/ListConsentHistory',
+                request_serializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentHistoryRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentHistoryResponse.FromString,
+                _registered_method=True)
+        self.VerifyLedger = channel.unary_unary(
+                '/trustfirst.consent.v1.ConsentService/VerifyLedger',
+                request_serializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.VerifyLedgerRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.VerifyLedgerResponse.FromString,
+                _registered_method=True)
+        self.SetJurisdiction = channel.unary_unary(
+                '/trustfirst.consent.v1.ConsentService/SetJurisdiction',
+                request_serializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.SetJurisdictionRequest.SerializeToString,
+                response_deserializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.SetJurisdictionResponse.FromString,
+                _registered_method=True)
 
 
 class ConsentServiceServicer:
@@ -79,6 +94,27 @@ class ConsentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListConsentHistory(self, request, context):
+        """Returns the subject's ledger entries, oldest first, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyLedger(self, request, context):
+        """Recomputes the subject's hash chain and state and reports every discrepancy found.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetJurisdiction(self, request, context):
+        """Records the jurisdiction whose defaults decide the pairs the subject was never asked about.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +132,21 @@ def add_ConsentServiceServicer_to_server(servicer, server):
                     servicer.ListConsents,
                     request_deserializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentsRequest.FromString,
                     response_serializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentsResponse.SerializeToString,
+            ),
+            'ListConsentHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConsentHistory,
+                    request_deserializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentHistoryRequest.FromString,
+                    response_serializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentHistoryResponse.SerializeToString,
+            ),
+            'VerifyLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyLedger,
+                    request_deserializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.VerifyLedgerRequest.FromString,
+                    response_serializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.VerifyLedgerResponse.SerializeToString,
+            ),
+            'SetJurisdiction': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetJurisdiction,
+                    request_deserializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.SetJurisdictionRequest.FromString,
+                    response_serializer=trustfirst_dot_consent_dot_v1_dot_consent__pb2.SetJurisdictionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +232,87 @@ class ConsentService:
             '/trustfirst.consent.v1.ConsentService/ListConsents',
             trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentsRequest.SerializeToString,
             trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConsentHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.consent.v1.ConsentService/ListConsentHistory',
+            trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentHistoryRequest.SerializeToString,
+            trustfirst_dot_consent_dot_v1_dot_consent__pb2.ListConsentHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.consent.v1.ConsentService/VerifyLedger',
+            trustfirst_dot_consent_dot_v1_dot_consent__pb2.VerifyLedgerRequest.SerializeToString,
+            trustfirst_dot_consent_dot_v1_dot_consent__pb2.VerifyLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetJurisdiction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trustfirst.consent.v1.ConsentService/SetJurisdiction',
+            trustfirst_dot_consent_dot_v1_dot_consent__pb2.SetJurisdictionRequest.SerializeToString,
+            trustfirst_dot_consent_dot_v1_dot_consent__pb2.SetJurisdictionResponse.FromString,
             options,
             channel_credentials,
             insecure,

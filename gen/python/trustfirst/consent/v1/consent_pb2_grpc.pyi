@@ -41,6 +41,12 @@ class ConsentServiceStub:
     """Answers a batch of purpose x channel pairs for one subject in one round trip."""
     ListConsents: _grpc.UnaryUnaryMultiCallable[_consent_pb2.ListConsentsRequest, _consent_pb2.ListConsentsResponse]
     """Returns the current state of every pair the subject was ever asked about."""
+    ListConsentHistory: _grpc.UnaryUnaryMultiCallable[_consent_pb2.ListConsentHistoryRequest, _consent_pb2.ListConsentHistoryResponse]
+    """Returns the subject's ledger entries, oldest first, one page at a time."""
+    VerifyLedger: _grpc.UnaryUnaryMultiCallable[_consent_pb2.VerifyLedgerRequest, _consent_pb2.VerifyLedgerResponse]
+    """Recomputes the subject's hash chain and state and reports every discrepancy found."""
+    SetJurisdiction: _grpc.UnaryUnaryMultiCallable[_consent_pb2.SetJurisdictionRequest, _consent_pb2.SetJurisdictionResponse]
+    """Records the jurisdiction whose defaults decide the pairs the subject was never asked about."""
 
 @_typing.type_check_only
 class ConsentServiceAsyncStub(ConsentServiceStub):
@@ -55,6 +61,12 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     """Answers a batch of purpose x channel pairs for one subject in one round trip."""
     ListConsents: _aio.UnaryUnaryMultiCallable[_consent_pb2.ListConsentsRequest, _consent_pb2.ListConsentsResponse]  # type: ignore[assignment]
     """Returns the current state of every pair the subject was ever asked about."""
+    ListConsentHistory: _aio.UnaryUnaryMultiCallable[_consent_pb2.ListConsentHistoryRequest, _consent_pb2.ListConsentHistoryResponse]  # type: ignore[assignment]
+    """Returns the subject's ledger entries, oldest first, one page at a time."""
+    VerifyLedger: _aio.UnaryUnaryMultiCallable[_consent_pb2.VerifyLedgerRequest, _consent_pb2.VerifyLedgerResponse]  # type: ignore[assignment]
+    """Recomputes the subject's hash chain and state and reports every discrepancy found."""
+    SetJurisdiction: _aio.UnaryUnaryMultiCallable[_consent_pb2.SetJurisdictionRequest, _consent_pb2.SetJurisdictionResponse]  # type: ignore[assignment]
+    """Records the jurisdiction whose defaults decide the pairs the subject was never asked about."""
 
 class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
     """The authority on what each customer allowed, per purpose and channel. Every change is
@@ -84,5 +96,29 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_consent_pb2.ListConsentsResponse, _abc.Awaitable[_consent_pb2.ListConsentsResponse]]:
         """Returns the current state of every pair the subject was ever asked about."""
+
+    @_abc_1.abstractmethod
+    def ListConsentHistory(
+        self,
+        request: _consent_pb2.ListConsentHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consent_pb2.ListConsentHistoryResponse, _abc.Awaitable[_consent_pb2.ListConsentHistoryResponse]]:
+        """Returns the subject's ledger entries, oldest first, one page at a time."""
+
+    @_abc_1.abstractmethod
+    def VerifyLedger(
+        self,
+        request: _consent_pb2.VerifyLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consent_pb2.VerifyLedgerResponse, _abc.Awaitable[_consent_pb2.VerifyLedgerResponse]]:
+        """Recomputes the subject's hash chain and state and reports every discrepancy found."""
+
+    @_abc_1.abstractmethod
+    def SetJurisdiction(
+        self,
+        request: _consent_pb2.SetJurisdictionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consent_pb2.SetJurisdictionResponse, _abc.Awaitable[_consent_pb2.SetJurisdictionResponse]]:
+        """Records the jurisdiction whose defaults decide the pairs the subject was never asked about."""
 
 def add_ConsentServiceServicer_to_server(servicer: ConsentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
