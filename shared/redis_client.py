@@ -49,7 +49,9 @@ def create_redis(
         # A caller that uses MULTI/EXEC or keys of several slots must check
         # isinstance(client, RedisCluster), because a cluster rejects those.
         return cast("aioredis.Redis", create_redis_cluster(url, timeout_seconds))
-    return aioredis.Redis.from_url(
+    # A blocking pool makes a burst above MAX_CONNECTIONS wait up to timeout_seconds for a
+    # free connection, instead of failing at once with MaxConnectionsError.
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         socket_timeout=timeout_seconds,
@@ -58,7 +60,9 @@ def create_redis(
         retry=_retry(),
         retry_on_error=[RedisConnectionError],
         max_connections=MAX_CONNECTIONS,
+        timeout=timeout_seconds,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def create_redis_cluster(url: str, timeout_seconds: float) -> RedisCluster:

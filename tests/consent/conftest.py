@@ -29,6 +29,13 @@ def redis_server() -> Iterator[EmbeddedRedis]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """The consent Redis's URL; defined here too, because the session fixture of the same
+    name at the top of tests/ may already be bound to the shared test Redis."""
+    return redis_server.url
+
+
 def consent_settings(redis_url: str, **fields: Any) -> ConsentSettings:
     """Settings of a test service: a free port on 127.0.0.1 and the test Redis.
 
