@@ -146,7 +146,13 @@ async def identity_backend(redis_url: str) -> AsyncIterator[GrpcService]:
 async def consent_backend(redis_url: str) -> AsyncIterator[GrpcService]:
     """The real consent service, in-process on a free port."""
     service = create_consent(
-        ConsentSettings(port=0, redis_url=redis_url, grace_seconds=0, durability="warn")
+        ConsentSettings(
+            port=0,
+            redis_url=redis_url,
+            grace_seconds=0,
+            durability="warn",
+            identity_events=False,
+        )
     )
     await service.start()
     yield service

@@ -187,7 +187,13 @@ async def test_decide_consent_stopped(
     identity_backend: GrpcService,
 ) -> None:
     consent = create_consent(
-        ConsentSettings(port=0, redis_url=redis_url, grace_seconds=0, durability="warn")
+        ConsentSettings(
+            port=0,
+            redis_url=redis_url,
+            grace_seconds=0,
+            durability="warn",
+            identity_events=False,
+        )
     )
     await consent.start()
     settings = decision_settings(
