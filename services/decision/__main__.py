@@ -1,6 +1,5 @@
 """Entry point: ``trustfirst-decision`` or ``python -m services.decision``."""
 
-import asyncio
 import logging
 
 from services.decision.app import create_service
@@ -8,6 +7,7 @@ from services.decision.artifact import ArtifactNotFoundError
 from services.decision.catalog import CatalogError
 from services.decision.model import ModelLoadError
 from services.decision.settings import DecisionSettings
+from shared import event_loop
 from shared.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def main() -> None:
     settings = DecisionSettings()
     configure_logging("decision", settings.log_level, settings.log_format)
     try:
-        asyncio.run(serve(settings))
+        event_loop.run(serve(settings))
     except (ArtifactNotFoundError, ModelLoadError, CatalogError) as exc:
         logger.error("decision service not started: %s", exc)
         raise SystemExit(f"decision service not started: {exc}") from exc

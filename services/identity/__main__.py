@@ -1,12 +1,12 @@
 """Entry point ``trustfirst-identity``: serves the identity service until SIGTERM."""
 
-import asyncio
 import logging
 
 from services.identity.app import create_service
 from services.identity.hashing import HashKeyError
 from services.identity.rules import RulesError
 from services.identity.settings import IdentitySettings
+from shared import event_loop
 from shared.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ def main() -> None:
     settings = IdentitySettings()
     configure_logging("identity", settings.log_level, settings.log_format)
     try:
-        asyncio.run(_serve(settings))
+        event_loop.run(_serve(settings))
     except (HashKeyError, RulesError) as error:
         logger.error("identity service not started: %s", error)
         raise SystemExit(2) from None
