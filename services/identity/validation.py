@@ -117,7 +117,7 @@ class IdentifierReader:
         if kind is None:
             violations.add(
                 f"{path}.kind",
-                "must be a known identifier kind, not IDENTIFIER_KIND_UNSPECIFIED",
+                unknown_kind_message(item.kind),
             )
             return None
 
@@ -139,6 +139,13 @@ class IdentifierReader:
         return self._hasher.hash(kind, value)
 
 
+def unknown_kind_message(kind: int) -> str:
+    """Return the violation text for an identifier kind that is unspecified or unknown."""
+    if kind == identity_pb2.IDENTIFIER_KIND_UNSPECIFIED:
+        return "must be a known identifier kind, not IDENTIFIER_KIND_UNSPECIFIED"
+    return f"has the unknown value {kind}; use one of the IDENTIFIER_KIND_ values"
+
+
 def read_identifier_hash(
     item: identity_pb2.IdentifierHash, path: str, violations: Violations
 ) -> HashedIdentifier | None:
@@ -147,7 +154,7 @@ def read_identifier_hash(
     if kind is None:
         violations.add(
             f"{path}.kind",
-            "must be a known identifier kind, not IDENTIFIER_KIND_UNSPECIFIED",
+            unknown_kind_message(item.kind),
         )
         return None
     if VALUE_HASH_PATTERN.fullmatch(item.value_hash) is None:

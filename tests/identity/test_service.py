@@ -286,6 +286,18 @@ async def test_resolve_invalid_request_id(stub: Stub) -> None:
     assert bad_request_fields(caught.value) == ["request_id"]
 
 
+async def test_unknown_kind_message_names_value(stub: Stub) -> None:
+    request = identity_pb2.ResolveRequest(
+        identifiers=[ident(UNKNOWN_KIND, "x")], source="web"
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Resolve(request)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown value 99" in (caught.value.details() or "")
+
+
 async def test_invalid_message_omits_value(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await resolve(stub, ident(EMAIL, "private-person.example.com"))
