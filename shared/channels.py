@@ -5,6 +5,7 @@ from typing import Any
 
 import grpc
 
+from shared.deadlines import DeadlinePropagationInterceptor
 from shared.telemetry import client_interceptors
 
 # Read-only calls are retried on UNAVAILABLE within the caller's deadline; writes are not
@@ -42,15 +43,28 @@ def channel_options(max_message_bytes: int = 1 << 20) -> list[tuple[str, Any]]:
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 5_000),
+        # After a dependency restarts, a channel reconnects within 5 s rather than after
+        # gRPC's default backoff of up to 120 s. Calls until then fail fast.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
     ]
 
 
-def create_channel(target: str) -> grpc.aio.Channel:
-    """Open an insecure asyncio channel to target (``host:port`` or ``dns:///host:port``).
+def create_channel(
+    target: str, credentials: grpc.ChannelCredentials | None = None
+) -> grpc.aio.Channel:
+    """Open an asyncio channel to target (``host:port`` or ``dns:///host:port``).
 
-    Calls on it carry the current trace context, so the called service's spans join the
-    caller's trace.
+    With credentials (``shared.tls.channel_credentials``) the channel uses mutual TLS,
+    otherwise plaintext. Calls on it carry the current trace context, so the called
+    service's spans join the caller's trace, and their timeout is capped at what remains
+    of the deadline of the call being served.
     """
-    return grpc.aio.insecure_channel(
-        target, options=channel_options(), interceptors=client_interceptors()
+    interceptors = [*client_interceptors(), DeadlinePropagationInterceptor()]
+    if credentials is None:
+        return grpc.aio.insecure_channel(
+            target, options=channel_options(), interceptors=interceptors
+        )
+    return grpc.aio.secure_channel(
+        target, credentials, options=channel_options(), interceptors=interceptors
     )

@@ -17,9 +17,13 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from shared.authz import authorization_interceptor
+from shared.deadlines import DeadlineInterceptor
+from shared.decoding import RequestDecodingInterceptor
 from shared.logs import request_id_var
 from shared.settings import ServiceSettings
 from shared.telemetry import RpcMetrics, configure_telemetry, server_interceptors
+from shared.tls import server_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +126,47 @@ def _mark_span_failed(code: grpc.StatusCode) -> None:
         span.set_status(Status(StatusCode.ERROR, code.name))
 
 
+def guard_interceptors(
+    name: str, settings: ServiceSettings
+) -> list[grpc.aio.ServerInterceptor]:
+    """Return the interceptors that run before every servicer method, in order.
+
+    The first stores the call's deadline for the calls the servicer makes. The second,
+    present when settings turn authorisation on, rejects a caller without the method's
+    role before its request is checked. The last rejects unparsable request bytes as
+    INVALID_ARGUMENT. Raises AuthzConfigError when the policy is invalid.
+    """
+    domain = f"{name}.trustfirst.dev"
+    interceptors: list[grpc.aio.ServerInterceptor] = [DeadlineInterceptor()]
+    authorization = authorization_interceptor(settings, domain)
+    if authorization is not None:
+        interceptors.append(authorization)
+    interceptors.append(RequestDecodingInterceptor(domain))
+    return interceptors
+
+
+def _bind(
+    server: grpc.aio.Server,
+    host: str,
+    port: int,
+    settings: ServiceSettings | None = None,
+) -> int:
+    """Add a port to server, with mutual TLS when settings turn it on; return its number.
+
+    Raises TlsConfigError when the TLS settings are unusable, and RuntimeError when the
+    address cannot be bound.
+    """
+    address = f"{host}:{port}"
+    credentials = None if settings is None else server_credentials(settings)
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
+    if bound == 0:
+        raise RuntimeError(f"could not bind {address}")
+    return bound
+
+
 def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
     """Return the channel arguments of a service's server."""
     return [
@@ -158,6 +203,7 @@ class GrpcService:
                 *server_interceptors(),
                 RequestIdInterceptor(),
                 MetricsInterceptor(RpcMetrics()),
+                *guard_interceptors(name, settings),
             ],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
@@ -172,19 +218,34 @@ class GrpcService:
             [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
         self._service_names = service_names
-        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
-        if self.port == 0:
-            raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
+        self.port = _bind(self.server, settings.host, settings.port, settings)
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port: int | None = None
+        if settings.health_port is not None:
+            # Plaintext and health only, for probes that cannot present a certificate.
+            self.health_server = grpc.aio.server(options=server_options(settings))
+            health_pb2_grpc.add_HealthServicer_to_server(
+                self.health, self.health_server
+            )
+            self.health_port = _bind(
+                self.health_server, settings.host, settings.health_port
+            )
 
     async def start(self) -> None:
         """Start serving and mark every service SERVING."""
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         for service_name in ["", *self._service_names]:
             await self.health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         logger.info(
             "%s started",
             self.name,
-            extra={"address": f"{self.settings.host}:{self.port}"},
+            extra={
+                "address": f"{self.settings.host}:{self.port}",
+                "tls": self.settings.tls_cert_file is not None,
+                "health_port": self.health_port,
+            },
         )
 
     async def stop(self, grace: float | None = None) -> None:
@@ -196,6 +257,8 @@ class GrpcService:
         logger.info("%s stopping", self.name, extra={"grace_seconds": grace})
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         if self._on_stop is not None:
             await self._on_stop()
         logger.info("%s stopped", self.name)

@@ -1,7 +1,12 @@
 """Settings shared by every service, read from environment variables."""
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.authz import DEFAULT_METHOD_ROLES, DEFAULT_ROLE_MEMBERS
 
 
 class ServiceSettings(BaseSettings):
@@ -41,3 +46,41 @@ class ServiceSettings(BaseSettings):
 
     log_format: str = Field(default="json", pattern="^(json|text)$")
     """json writes one JSON object per line; text is for reading in a terminal."""
+
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    """Plaintext TCP port that serves only grpc.health.v1, for probes that cannot present
+    a client certificate (the kubelet's gRPC probes); unset serves no such port."""
+
+    tls_cert_file: Path | None = None
+    """PEM certificate chain the service presents, as a server and as a client of the
+    other services. Setting it turns mutual TLS on; then tls_ca_file and tls_key_file (or
+    tls_key) are required, and plaintext callers are rejected."""
+
+    tls_key_file: Path | None = None
+    """PEM private key of tls_cert_file, for keys mounted from a secret volume."""
+
+    tls_key: SecretStr | None = None
+    """The PEM private key itself, for keys passed in the environment; set this or
+    tls_key_file, not both."""
+
+    tls_ca_file: Path | None = None
+    """PEM bundle of the certificate authorities that sign the peers' certificates: the
+    server accepts only client certificates they signed, and clients check servers."""
+
+    authorization: Literal["auto", "enforce", "off"] = "auto"
+    """Per-method caller authorisation: auto applies it when TLS is on, enforce applies it
+    also without TLS (restricted methods then reject every caller as UNAUTHENTICATED),
+    off never applies it."""
+
+    authz_roles: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLE_MEMBERS.items()}
+    )
+    """Caller identities of each role, as JSON: role name to the certificate common names
+    or subject alternative names (DNS, URI, email) that have it."""
+
+    authz_methods: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_METHOD_ROLES.items()}
+    )
+    """Roles allowed to call each restricted method, as JSON: a method name (CheckConsent)
+    or full name (/trustfirst.consent.v1.ConsentService/CheckConsent) to role names.
+    Methods not listed are open to every caller that passed the TLS handshake."""

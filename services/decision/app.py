@@ -22,6 +22,7 @@ from services.decision.settings import DecisionSettings
 from shared.channels import create_channel
 from shared.redis_client import create_redis
 from shared.server import GrpcService
+from shared.tls import channel_credentials
 from trustfirst.decision.v1 import decision_pb2, decision_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ def create_service(settings: DecisionSettings) -> DecisionService:
     bundle = load_bundle(settings.model_path, settings.catalog_path)
 
     redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)
-    identity_channel = create_channel(settings.identity_target)
-    consent_channel = create_channel(settings.consent_target)
+    credentials = channel_credentials(settings)
+    identity_channel = create_channel(settings.identity_target, credentials)
+    consent_channel = create_channel(settings.consent_target, credentials)
     window_seconds = settings.attribution_window_days * SECONDS_PER_DAY
     identity = IdentityClient(identity_channel, settings.identity_deadline_ms / 1000)
     decision_log = DecisionLog(

@@ -187,13 +187,21 @@ def test_overlay_has_every_service(rendered: Rendered) -> None:
     assert set(SERVICE_PORTS) <= services
 
 
+HEALTH_PORT = 8080
+
+
 def test_probes_native_grpc(rendered: Rendered) -> None:
     for name, port in SERVICE_PORTS.items():
         container = _pod_spec(rendered.get("Deployment", name))["containers"][0]
 
-        assert container["ports"] == [{"name": "grpc", "containerPort": port}], name
+        # The kubelet's gRPC probes present no client certificate, so they use a
+        # plaintext port that serves only grpc.health.v1.
+        assert container["ports"] == [
+            {"name": "grpc", "containerPort": port},
+            {"name": "health", "containerPort": HEALTH_PORT},
+        ], name
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"] == {"port": port}, f"{name} {probe}"
+            assert container[probe]["grpc"] == {"port": HEALTH_PORT}, f"{name} {probe}"
 
 
 def test_hardening_restricted(rendered: Rendered) -> None:
