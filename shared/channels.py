@@ -8,8 +8,8 @@ import grpc
 from shared.deadlines import DeadlinePropagationInterceptor
 from shared.telemetry import client_interceptors
 
-# Read-only calls are retried on UNAVAILABLE within the caller's deadline; writes are not
-# listed here, so a client never repeats them without an idempotency key of its own.
+# Read-only calls are retried on UNAVAILABLE within the caller's deadline. Writes are not
+# listed, so a client never repeats them without an idempotency key of its own.
 _READ_ONLY_METHODS = [
     {"service": "trustfirst.identity.v1.IdentityService", "method": "Lookup"},
     {"service": "trustfirst.identity.v1.IdentityService", "method": "GetProfile"},

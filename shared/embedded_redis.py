@@ -68,7 +68,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_seconds: float = 10.0) -> "EmbeddedRedis":
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it replies to PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             self.binary,
@@ -94,7 +94,9 @@ class EmbeddedRedis:
                 return self
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+        raise RuntimeError(
+            f"redis-server did not respond on port {self.port}; see {self.data_dir / 'redis.log'}"
+        )
 
     def kill(self) -> None:
         """Kill the server with SIGKILL, as a crash would."""

@@ -1,6 +1,6 @@
 """Domain errors and their mapping to gRPC status codes with AIP-193 details.
 
-Servicers raise ServiceError subclasses (or let the domain raise them); the
+Servicers raise ServiceError subclasses, or let the domain raise them. The
 ``handle_errors`` decorator logs each one with the request id and aborts the call with a
 canonical code, an ``ErrorInfo`` and, for invalid input, a ``BadRequest``.
 """

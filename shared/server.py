@@ -177,7 +177,7 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         # Connections are closed after about 5 minutes so that clients re-resolve and
-        # spread their calls over new replicas; calls in flight get 30 s to finish.
+        # spread their calls over new replicas. Calls in flight get 30 s to finish.
         ("grpc.max_connection_age_ms", 300_000),
         ("grpc.max_connection_age_grace_ms", 30_000),
         ("grpc.so_reuseport", 0),

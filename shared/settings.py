@@ -39,7 +39,7 @@ class ServiceSettings(BaseSettings):
     """Largest request or response message accepted, in bytes."""
 
     max_concurrent_rpcs: int = Field(default=1000, ge=1)
-    """Calls handled at once; the server answers RESOURCE_EXHAUSTED beyond it."""
+    """Calls handled at once; the server returns RESOURCE_EXHAUSTED beyond it."""
 
     log_level: str = "INFO"
     """Level of the service's logs (DEBUG, INFO, WARNING, ERROR)."""

@@ -383,7 +383,8 @@ def add_parsers(commands: Any) -> None:
     )
     _add_consent_pairs(parser)
     parser.add_argument(
-        "--min-token", help="consistency token the answer must be at least as new as"
+        "--min-token",
+        help="consistency token; the response reads a ledger at least as new as it",
     )
     add_target_option(parser, "consent")
 

@@ -38,7 +38,7 @@ def load_customers(data_path: Path | None, limit: int = 0) -> list[Customer]:
 
 
 def ensure_model(models_dir: Path, data_path: Path | None, force: bool = False) -> Path:
-    """Return models_dir once it holds a current model, training one if needed."""
+    """Return models_dir once it contains a current model, training one if needed."""
     if not force:
         try:
             resolve_artifact_dir(models_dir)

@@ -1,9 +1,9 @@
 """Run the suite on the CDNOW purchase history and print what it decided.
 
-The demo starts Redis and the three services, registers every CDNOW customer with identity
-(a synthetic email and loyalty id per customer), records a seeded mix of consents, loads
-each customer's purchase features as of the day after the data ends, replays one Decide
-per customer at a touchpoint of the action catalog, and prints a summary.
+The demo starts Redis and the three services and registers every CDNOW customer with
+identity, under a synthetic email and loyalty id. It records a seeded mix of consents and
+loads each customer's purchase features as of the day after the data ends. Then it replays
+one Decide per customer at a touchpoint of the action catalog and prints a summary.
 """
 
 import asyncio
@@ -37,7 +37,7 @@ CALL_TIMEOUT_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo runs on and how hard it pushes."""
+    """Data source, state folder, Redis and load of one demo run."""
 
     data_dir: Path
     data_path: Path | None = None

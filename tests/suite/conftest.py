@@ -27,7 +27,7 @@ SERVICE_LOG_LEVELS = {
     for name in ("IDENTITY", "CONSENT", "DECISION")
 }
 
-# The suite's tests check answers and logs, not deadlines, so decision's deadlines are
+# The suite's tests check responses and logs, not deadlines, so decision's deadlines are
 # long enough that a busy test machine does not turn calls into silences or errors.
 SERVICE_DEADLINES = {
     f"TRUSTFIRST_DECISION_{step}_DEADLINE_MS": "2000"
