@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 
 from shared.errors import ServiceError, to_rpc_status
-from shared.handlers import Context, guard_handler
+from shared.handlers import Context
 from trustfirst.consent.v1 import consent_pb2
 from trustfirst.decision.v1 import decision_pb2
 from trustfirst.identity.v1 import identity_pb2
@@ -161,35 +161,23 @@ def caller_identities(context: Context) -> tuple[str, ...]:
     return tuple(names)
 
 
-class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
+class Authorizer:
     """Rejects a call to a restricted method unless the caller has one of its roles.
 
-    The check runs before the request reaches the servicer, so no validation, lookup or
-    write happens for a rejected call.
+    ``shared.interceptor.ServerCallInterceptor`` runs the check before the request
+    reaches the servicer, so no validation, lookup or write happens for a rejected call.
     """
 
     def __init__(self, policy: AuthorizationPolicy, domain: str) -> None:
         self._policy = policy
         self._domain = domain
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or self._policy.allowed_roles(method) is None:
-            return handler
+    def restricts(self, method: str) -> bool:
+        """Return whether method (a full name) needs a role."""
+        return self._policy.allowed_roles(method) is not None
 
-        async def authorize(request: Any, context: Context) -> None:
-            await self._authorize(method, context)
-
-        return guard_handler(handler, authorize)
-
-    async def _authorize(self, method: str, context: Context) -> None:
+    async def check(self, method: str, context: Context) -> None:
+        """Return when the caller may call method; otherwise abort the call."""
         identities = caller_identities(context)
         verdict = self._policy.check(method, identities)
         if verdict is Verdict.ALLOWED:
@@ -221,14 +209,12 @@ def authorization_applies(settings: ServiceSettings) -> bool:
     return settings.authorization == "enforce" or settings.tls_cert_file is not None
 
 
-def authorization_interceptor(
-    settings: ServiceSettings, domain: str
-) -> AuthorizationInterceptor | None:
-    """Return the interceptor that settings ask for, or None when authorisation is off.
+def authorizer(settings: ServiceSettings, domain: str) -> Authorizer | None:
+    """Return the authoriser that settings ask for, or None when authorisation is off.
 
     Raises AuthzConfigError when the policy in settings names an unknown role or method.
     """
     policy = AuthorizationPolicy.build(settings.authz_roles, settings.authz_methods)
     if not authorization_applies(settings):
         return None
-    return AuthorizationInterceptor(policy, domain)
+    return Authorizer(policy, domain)

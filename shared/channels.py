@@ -5,9 +5,6 @@ from typing import Any
 
 import grpc
 
-from shared.deadlines import DeadlinePropagationInterceptor
-from shared.telemetry import client_interceptors
-
 # Read-only calls are retried on UNAVAILABLE within the caller's deadline. Writes are not
 # listed, so a client never repeats them without an idempotency key of its own.
 _READ_ONLY_METHODS = [
@@ -56,15 +53,9 @@ def create_channel(
     """Open an asyncio channel to target (``host:port`` or ``dns:///host:port``).
 
     With credentials (``shared.tls.channel_credentials``) the channel uses mutual TLS,
-    otherwise plaintext. Calls on it carry the current trace context, so the called
-    service's spans join the caller's trace, and their timeout is capped at what remains
-    of the deadline of the call being served.
+    otherwise plaintext. A service makes its calls on it with ``shared.calls.unary_call``,
+    which adds the deadline, request id and trace context of the call being served.
     """
-    interceptors = [*client_interceptors(), DeadlinePropagationInterceptor()]
     if credentials is None:
-        return grpc.aio.insecure_channel(
-            target, options=channel_options(), interceptors=interceptors
-        )
-    return grpc.aio.secure_channel(
-        target, credentials, options=channel_options(), interceptors=interceptors
-    )
+        return grpc.aio.insecure_channel(target, options=channel_options())
+    return grpc.aio.secure_channel(target, credentials, options=channel_options())

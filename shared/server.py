@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,134 +12,31 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
-from shared.authz import authorization_interceptor
-from shared.deadlines import DeadlineInterceptor
-from shared.decoding import RequestDecodingInterceptor
-from shared.logs import request_id_var
+from shared.authz import authorizer
+from shared.interceptor import ServerCallInterceptor
 from shared.settings import ServiceSettings
-from shared.telemetry import RpcMetrics, configure_telemetry, server_interceptors
+from shared.telemetry import METER_NAME, RpcMetrics, configure_telemetry, sdk_disabled
 from shared.tls import server_credentials
 
 logger = logging.getLogger(__name__)
 
 
-class RequestIdInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request id log field from the ``x-request-id`` metadata, or a new one."""
+def call_interceptor(name: str, settings: ServiceSettings) -> ServerCallInterceptor:
+    """Return the interceptor that runs around every call of service name.
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        request_id = ""
-        for key, value in handler_call_details.invocation_metadata or ():
-            if key == "x-request-id" and isinstance(value, str):
-                request_id = value[:64]
-                break
-        request_id_var.set(request_id or uuid.uuid4().hex[:16])
-        return await continuation(handler_call_details)
-
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Times every unary call and counts the decisions and consent denials it returns.
-
-    Streaming calls (health Watch, reflection) pass through unmeasured. A call that ends
-    with an error also marks the current span as failed with its status code, because the
-    OpenTelemetry interceptor handles ``abort`` but not ``abort_with_status``.
-    """
-
-    def __init__(self, metrics: RpcMetrics) -> None:
-        self._metrics = metrics
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.response_streaming:
-            return handler
-        behavior: Callable[..., Any] | None = handler.unary_unary
-        if behavior is None:
-            return handler
-        method = handler_call_details.method
-        metrics = self._metrics
-
-        async def measured(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> Any:
-            started = time.perf_counter()
-            code = grpc.StatusCode.UNKNOWN
-            try:
-                response = behavior(request, context)
-                if inspect.isawaitable(response):
-                    response = await response
-                code = _status_code(context, grpc.StatusCode.OK)
-                if code == grpc.StatusCode.OK:
-                    metrics.record_response(method, response)
-                return response
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except BaseException:
-                code = _status_code(context, grpc.StatusCode.UNKNOWN)
-                raise
-            finally:
-                metrics.record_call(method, code, time.perf_counter() - started)
-                if code != grpc.StatusCode.OK:
-                    _mark_span_failed(code)
-
-        return grpc.unary_unary_rpc_method_handler(
-            measured,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def _status_code(
-    context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode
-) -> grpc.StatusCode:
-    """Return the status code the call will end with, or default when none was set."""
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    # The asyncio context returns the code as the number of the C core enum.
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status
-    return default
-
-
-def _mark_span_failed(code: grpc.StatusCode) -> None:
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
-        span.set_status(Status(StatusCode.ERROR, code.name))
-
-
-def guard_interceptors(
-    name: str, settings: ServiceSettings
-) -> list[grpc.aio.ServerInterceptor]:
-    """Return the interceptors that run before every servicer method, in order.
-
-    The first stores the call's deadline for the calls the servicer makes. The second,
-    present when settings turn authorisation on, rejects a caller without the method's
-    role before its request is checked. The last rejects unparsable request bytes as
-    INVALID_ARGUMENT. Raises AuthzConfigError when the policy is invalid.
+    It checks the caller's role when settings turn authorisation on, and creates spans
+    unless the OpenTelemetry SDK is disabled. Raises AuthzConfigError when the policy is
+    invalid.
     """
     domain = f"{name}.trustfirst.dev"
-    interceptors: list[grpc.aio.ServerInterceptor] = [DeadlineInterceptor()]
-    authorization = authorization_interceptor(settings, domain)
-    if authorization is not None:
-        interceptors.append(authorization)
-    interceptors.append(RequestDecodingInterceptor(domain))
-    return interceptors
+    tracer = None if sdk_disabled() else trace.get_tracer(METER_NAME)
+    return ServerCallInterceptor(
+        domain,
+        authorizer=authorizer(settings, domain),
+        metrics=RpcMetrics(),
+        tracer=tracer,
+    )
 
 
 def _bind(
@@ -196,15 +90,8 @@ class GrpcService:
     ) -> None:
         self.name = name
         self.settings = settings
-        # The tracing interceptor is first, so the request id, the metrics and the
-        # servicer all run inside the call's span.
         self.server = grpc.aio.server(
-            interceptors=[
-                *server_interceptors(),
-                RequestIdInterceptor(),
-                MetricsInterceptor(RpcMetrics()),
-                *guard_interceptors(name, settings),
-            ],
+            interceptors=[call_interceptor(name, settings)],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )

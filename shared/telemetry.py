@@ -10,13 +10,18 @@ OTLP endpoint is configured with the standard variables:
   ``OTEL_EXPORTER_OTLP_*`` variables (headers, timeout, certificate, insecure) itself.
 - ``OTEL_TRACES_EXPORTER=none`` or ``OTEL_METRICS_EXPORTER=none`` turns one signal's export
   off although an endpoint is set.
-- ``OTEL_SDK_DISABLED=true`` turns the SDK and the gRPC tracing interceptors off.
+- ``OTEL_SDK_DISABLED=true`` turns the SDK off: no spans, no metrics, no trace ids.
+- A process that exports no traces records no spans: its sampler drops them all, which
+  costs less than a recorded span. Trace ids are still made, continued from the
+  caller's ``traceparent`` and sent on, so log lines of one request share a trace id
+  across the services. ``OTEL_TRACES_SAMPLER`` chooses another sampler.
 - ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` name the process; the default
   service name is ``trustfirst-<service>``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -34,6 +39,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +135,14 @@ def configure_telemetry(
 def _tracer_provider(
     resource: Resource, span_exporter: SpanExporter | None
 ) -> TracerProvider:
-    provider = TracerProvider(resource=resource)
+    sampler = None
+    if (
+        span_exporter is None
+        and not _export_enabled("TRACES")
+        and not os.environ.get("OTEL_TRACES_SAMPLER")
+    ):
+        sampler = ALWAYS_OFF
+    provider = TracerProvider(resource=resource, sampler=sampler)
     if span_exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(span_exporter))
     if _export_enabled("TRACES"):
@@ -155,39 +168,6 @@ def _meter_provider(
         # The interval comes from OTEL_METRIC_EXPORT_INTERVAL (default 60 s).
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     return MeterProvider(resource=resource, metric_readers=readers)
-
-
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """Return the OpenTelemetry server interceptor, or none when the SDK is disabled.
-
-    It continues the caller's trace from the ``traceparent`` metadata and opens one SERVER
-    span per call, except for health checks and reflection.
-    """
-    if sdk_disabled():
-        return []
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
-
-    untraced = filters.any_of(
-        *(filters.service_prefix(prefix) for prefix in UNTRACED_SERVICES)
-    )
-    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
-        filter_=filters.negate(untraced)
-    )
-    return [interceptor]
-
-
-def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    """Return the OpenTelemetry client interceptors, or none when the SDK is disabled.
-
-    Each call gets a CLIENT span and sends the current trace context as ``traceparent``
-    metadata, so the called service's span joins the caller's trace.
-    """
-    if sdk_disabled():
-        return []
-    from opentelemetry.instrumentation.grpc import aio_client_interceptors
-
-    interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors()  # type: ignore[no-untyped-call]
-    return interceptors
 
 
 class RpcMetrics:
@@ -217,19 +197,25 @@ class RpcMetrics:
             description="CheckConsent results that were not allowed, by purpose, "
             "channel and reason.",
         )
+        # One attribute mapping per method and status code, made on first use.
+        self._call_attributes: dict[
+            tuple[str, grpc.StatusCode], Mapping[str, str | int]
+        ] = {}
 
     def record_call(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         """Record the duration of one unary call of method (``/package.Service/Method``)."""
-        service, _, name = method.lstrip("/").partition("/")
-        self.duration.record(
-            seconds,
-            {
+        key = (method, code)
+        attributes = self._call_attributes.get(key)
+        if attributes is None:
+            service, _, name = method.lstrip("/").partition("/")
+            attributes = {
                 "rpc.system": "grpc",
                 "rpc.service": service,
                 "rpc.method": name,
                 "rpc.grpc.status_code": code.value[0],
-            },
-        )
+            }
+            self._call_attributes[key] = attributes
+        self.duration.record(seconds, attributes)
 
     def record_response(self, method: str, response: Any) -> None:
         """Count the decision or the consent denials that response carries, if any."""
@@ -243,24 +229,37 @@ class RpcMetrics:
 
 def decision_attributes(response: Any) -> Mapping[str, str]:
     """Return the metric attributes of a DecideResponse: its action, or ``none`` and why."""
+    if response.silent:
+        return _silence_attributes(response.silence_reason)
+    return _action_attributes(response.action_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _action_attributes(action_id: str) -> Mapping[str, str]:
+    return {"action": action_id, "reason": "CHOSEN"}
+
+
+@functools.lru_cache(maxsize=64)
+def _silence_attributes(silence_reason: int) -> Mapping[str, str]:
     from trustfirst.decision.v1 import decision_pb2
 
-    if response.silent:
-        reason = _enum_name(
-            decision_pb2.SilenceReason, response.silence_reason, "SILENCE_REASON_"
-        )
-        return {"action": "none", "reason": reason}
-    return {"action": response.action_id, "reason": "CHOSEN"}
+    reason = _enum_name(decision_pb2.SilenceReason, silence_reason, "SILENCE_REASON_")
+    return {"action": "none", "reason": reason}
 
 
 def denial_attributes(result: Any) -> Mapping[str, str]:
     """Return the metric attributes of a refused ConsentCheckResult, as enum names."""
+    return _denial_attributes(result.purpose, result.channel, result.reason)
+
+
+@functools.lru_cache(maxsize=1024)
+def _denial_attributes(purpose: int, channel: int, reason: int) -> Mapping[str, str]:
     from trustfirst.consent.v1 import consent_pb2
 
     return {
-        "purpose": _enum_name(consent_pb2.Purpose, result.purpose, "PURPOSE_"),
-        "channel": _enum_name(consent_pb2.Channel, result.channel, "CHANNEL_"),
-        "reason": _enum_name(consent_pb2.CheckReason, result.reason, "CHECK_REASON_"),
+        "purpose": _enum_name(consent_pb2.Purpose, purpose, "PURPOSE_"),
+        "channel": _enum_name(consent_pb2.Channel, channel, "CHANNEL_"),
+        "reason": _enum_name(consent_pb2.CheckReason, reason, "CHECK_REASON_"),
     }
 
 

@@ -8,6 +8,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from services.decision.catalog import ConsentPair
+from shared.calls import unary_call
 from shared.errors import FieldViolation, InvalidArgument
 from trustfirst.consent.v1 import consent_pb2, consent_pb2_grpc
 from trustfirst.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -15,6 +16,8 @@ from trustfirst.identity.v1 import identity_pb2, identity_pb2_grpc
 logger = logging.getLogger(__name__)
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
+LOOKUP_METHOD = "/trustfirst.identity.v1.IdentityService/Lookup"
+CHECK_CONSENT_METHOD = "/trustfirst.consent.v1.ConsentService/CheckConsent"
 
 
 class IdentityUnavailable(Exception):
@@ -50,7 +53,9 @@ class IdentityClient:
         """
         request = identity_pb2.LookupRequest(identifiers=identifiers)
         try:
-            response = await self._stub.Lookup(request, timeout=self._deadline_seconds)
+            response = await unary_call(
+                self._stub.Lookup, LOOKUP_METHOD, request, self._deadline_seconds
+            )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(_field_violations(error)) from error
@@ -83,8 +88,11 @@ class ConsentClient:
             ],
         )
         try:
-            response = await self._stub.CheckConsent(
-                request, timeout=self._deadline_seconds
+            response = await unary_call(
+                self._stub.CheckConsent,
+                CHECK_CONSENT_METHOD,
+                request,
+                self._deadline_seconds,
             )
         except grpc.aio.AioRpcError as error:
             raise ConsentUnavailable(

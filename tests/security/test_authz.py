@@ -8,13 +8,14 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from shared.authz import (
-    AuthorizationInterceptor,
     AuthorizationPolicy,
+    Authorizer,
     AuthzConfigError,
     Verdict,
-    authorization_interceptor,
+    authorizer,
 )
 from shared.errors import NotFound, handle_errors
+from shared.interceptor import ServerCallInterceptor
 from shared.settings import ServiceSettings
 from tests.security.conftest import Pki
 from tests.security.servers import client_channel, start_server, tls_settings
@@ -105,27 +106,27 @@ def test_policy_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def test_interceptor_off_without_tls() -> None:
-    assert authorization_interceptor(ServiceSettings(), "test") is None
+def test_authorizer_off_without_tls() -> None:
+    assert authorizer(ServiceSettings(), "test") is None
 
 
-def test_interceptor_on_with_tls(pki: Pki) -> None:
+def test_authorizer_on_with_tls(pki: Pki) -> None:
     settings = tls_settings(pki.server, pki.authority.cert_path)
 
-    assert authorization_interceptor(settings, "test") is not None
+    assert authorizer(settings, "test") is not None
 
 
-def test_interceptor_off_by_setting(pki: Pki) -> None:
+def test_authorizer_off_by_setting(pki: Pki) -> None:
     settings = tls_settings(pki.server, pki.authority.cert_path, authorization="off")
 
-    assert authorization_interceptor(settings, "test") is None
+    assert authorizer(settings, "test") is None
 
 
-def test_interceptor_checks_policy_when_off() -> None:
+def test_authorizer_checks_policy_when_off() -> None:
     settings = ServiceSettings(authz_methods={"NoSuchMethod": ["admin"]})
 
     with pytest.raises(AuthzConfigError):
-        authorization_interceptor(settings, "test")
+        authorizer(settings, "test")
 
 
 class _NoSubjects(consent_pb2_grpc.ConsentServiceServicer):
@@ -158,11 +159,11 @@ async def _call(
         if caller is None
         else tls_settings(pki.server, pki.authority.cert_path, **settings)
     )
-    interceptor = authorization_interceptor(server_settings, "consent.test")
-    assert isinstance(interceptor, AuthorizationInterceptor)
+    checker = authorizer(server_settings, "consent.test")
+    assert isinstance(checker, Authorizer)
     server, port = await start_server(
         server_settings,
-        interceptors=[interceptor],
+        interceptors=[ServerCallInterceptor("consent.test", authorizer=checker)],
         servicers=[
             lambda s: consent_pb2_grpc.add_ConsentServiceServicer_to_server(servicer, s)
         ],

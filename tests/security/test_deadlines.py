@@ -7,12 +7,9 @@ from typing import Any
 import grpc
 import pytest
 
-from shared.deadlines import (
-    DeadlineInterceptor,
-    DeadlinePropagationInterceptor,
-    remaining_seconds,
-    set_deadline,
-)
+from shared.calls import unary_call
+from shared.deadlines import remaining_seconds, set_deadline
+from shared.interceptor import ServerCallInterceptor
 from shared.settings import ServiceSettings
 from tests.security.servers import ECHO_SERVICE, echo_handler, start_server
 
@@ -39,8 +36,9 @@ class _Hops:
     async def front(self, request: bytes, context: Context) -> bytes:
         self.front_remaining.append(remaining_seconds())
         assert self.channel is not None
-        call = self.channel.unary_unary(f"/{ECHO_SERVICE}/Back")
-        response: bytes = await call(request, timeout=self.own_timeout)
+        method = f"/{ECHO_SERVICE}/Back"
+        call = self.channel.unary_unary(method)
+        response: bytes = await unary_call(call, method, request, self.own_timeout)
         return response
 
 
@@ -54,12 +52,10 @@ async def _through_hops(
     )
     front, front_port = await start_server(
         settings,
-        interceptors=[DeadlineInterceptor()],
+        interceptors=[ServerCallInterceptor("deadline.test")],
         handlers=[echo_handler({"Front": hops.front})],
     )
-    hops.channel = grpc.aio.insecure_channel(
-        f"127.0.0.1:{back_port}", interceptors=[DeadlinePropagationInterceptor()]
-    )
+    hops.channel = grpc.aio.insecure_channel(f"127.0.0.1:{back_port}")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{front_port}") as channel:
             call = channel.unary_unary(f"/{ECHO_SERVICE}/Front")
@@ -115,10 +111,9 @@ async def test_expired_deadline_fails_at_once() -> None:
 
     async def call_after_deadline() -> None:
         set_deadline(-1.0)
-        async with grpc.aio.insecure_channel(
-            f"127.0.0.1:{port}", interceptors=[DeadlinePropagationInterceptor()]
-        ) as channel:
-            await channel.unary_unary(f"/{ECHO_SERVICE}/Back")(b"late", timeout=10)
+        method = f"/{ECHO_SERVICE}/Back"
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await unary_call(channel.unary_unary(method), method, b"late", 10)
 
     try:
         # A task of its own, so the expired deadline stays out of the test's context.

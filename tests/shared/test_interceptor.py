@@ -1,0 +1,141 @@
+"""The server interceptor and the outgoing call helper, on real loopback servers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from grpc_status import rpc_status
+
+from shared.calls import unary_call
+from shared.interceptor import REQUEST_ID_MAX_CHARS, ServerCallInterceptor
+from shared.logs import request_id_var
+from shared.settings import ServiceSettings
+from tests.security.servers import ECHO_SERVICE, echo_handler, start_server
+
+Context = grpc.aio.ServicerContext[Any, Any]
+FRONT = f"/{ECHO_SERVICE}/Front"
+BACK = f"/{ECHO_SERVICE}/Back"
+
+
+@dataclass
+class _Seen:
+    """The request ids each server's method ran with."""
+
+    front: list[str] = field(default_factory=list)
+    back: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Servers:
+    seen: _Seen
+    interceptor: ServerCallInterceptor
+    front_port: int
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[_Servers]:
+    """A front server that calls a back server with unary_call, both intercepted."""
+    seen = _Seen()
+    back_channel: grpc.aio.Channel | None = None
+
+    async def back(request: bytes, context: Context) -> bytes:
+        seen.back.append(request_id_var.get())
+        return request
+
+    async def front(request: bytes, context: Context) -> bytes:
+        seen.front.append(request_id_var.get())
+        assert back_channel is not None
+        response: bytes = await unary_call(
+            back_channel.unary_unary(BACK), BACK, request, 5.0
+        )
+        return response
+
+    settings = ServiceSettings()
+    back_server, back_port = await start_server(
+        settings,
+        interceptors=[ServerCallInterceptor("back.test")],
+        handlers=[echo_handler({"Back": back})],
+    )
+    interceptor = ServerCallInterceptor("front.test")
+    front_server, front_port = await start_server(
+        settings, interceptors=[interceptor], handlers=[echo_handler({"Front": front})]
+    )
+    back_channel = grpc.aio.insecure_channel(f"127.0.0.1:{back_port}")
+    try:
+        yield _Servers(seen, interceptor, front_port)
+    finally:
+        await back_channel.close()
+        await front_server.stop(0)
+        await back_server.stop(0)
+
+
+async def _call_front(
+    port: int, metadata: tuple[tuple[str, str], ...] = (), method: str = FRONT
+) -> bytes:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        response: bytes = await channel.unary_unary(method)(
+            b"ping", timeout=5, metadata=metadata
+        )
+    return response
+
+
+async def test_request_id_from_metadata_reaches_next_hop(servers: _Servers) -> None:
+    await _call_front(servers.front_port, (("x-request-id", "req-42"),))
+
+    assert servers.seen.front == ["req-42"]
+    assert servers.seen.back == ["req-42"]
+
+
+async def test_request_id_created_when_absent(servers: _Servers) -> None:
+    await _call_front(servers.front_port)
+    await _call_front(servers.front_port)
+
+    first, second = servers.seen.front
+    assert len(first) == 16
+    assert first != second
+    assert servers.seen.back == servers.seen.front
+
+
+async def test_request_id_truncated(servers: _Servers) -> None:
+    await _call_front(servers.front_port, (("x-request-id", "r" * 500),))
+
+    assert servers.seen.front == ["r" * REQUEST_ID_MAX_CHARS]
+
+
+async def test_unknown_methods_not_cached(servers: _Servers) -> None:
+    for index in range(20):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _call_front(servers.front_port, method=f"/{ECHO_SERVICE}/No{index}")
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    await _call_front(servers.front_port)
+
+    assert list(servers.interceptor._handlers) == [FRONT]
+
+
+async def test_malformed_request_invalid_argument() -> None:
+    """Bytes that do not parse as the request message end as INVALID_ARGUMENT."""
+    from grpc_health.v1 import health_pb2
+
+    server, port = await start_server(
+        ServiceSettings(), interceptors=[ServerCallInterceptor("health.test")]
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            check = channel.unary_unary(
+                "/grpc.health.v1.Health/Check",
+                response_deserializer=health_pb2.HealthCheckResponse.FromString,
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await check(b"\xff\xff\xff", timeout=5)
+            reply = await check(b"", timeout=5)
+    finally:
+        await server.stop(0)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(caught.value)
+    assert status is not None
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
