@@ -58,7 +58,10 @@ class EmbeddedRedis:
     ) -> None:
         self.port = port or free_port()
         self._owned_dir = data_dir is None
-        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="trustfirst-redis-"))
+        # Absolute, because redis-server opens its log file after changing to --dir.
+        self.data_dir = (
+            data_dir or Path(tempfile.mkdtemp(prefix="trustfirst-redis-"))
+        ).absolute()
         self.appendfsync = appendfsync
         self.binary = binary or find_redis_server()
         self.process: subprocess.Popen[bytes] | None = None
