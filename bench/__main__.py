@@ -71,7 +71,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     out_dir = args.out or Path("var/bench") / time.strftime(
         "%Y%m%dT%H%M%SZ", time.gmtime()
     )
-    config = BenchConfig(out_dir=out_dir)
+    # Absolute, because redis-server and MLServer run in folders of their own.
+    config = BenchConfig(out_dir=out_dir.absolute())
     if args.smoke:
         config = dataclasses.replace(config, **SMOKE_SETTINGS)
     overrides = {

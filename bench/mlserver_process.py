@@ -91,7 +91,8 @@ def start_mlserver(
     Raises RuntimeError when MLServer exits, never gets ready, or predicts differently
     from the decision service's own model.
     """
-    repository = work_dir / "mlserver"
+    # Absolute, because MLServer runs in this folder and is given it as an argument too.
+    repository = work_dir.absolute() / "mlserver"
     grpc_port = free_port()
     write_repository(repository, model_file(models_dir), free_port(), grpc_port)
     log_path = work_dir / "mlserver.log"

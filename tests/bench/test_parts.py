@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.__main__ import build_parser, config_from_args
 from bench.loadgen import LoadResult, LoadSpec, ShareResult, merge_shares
 from bench.mlserver_process import read_length_prefixed
 from bench.report import render
@@ -134,3 +135,15 @@ def test_render_marks_missing_targets() -> None:
     markdown = render(report)
 
     assert "| Decide p99 <= 5 ms at 500/s | - | not measured |" in markdown
+
+
+def test_default_out_dir_absolute() -> None:
+    config = config_from_args(build_parser().parse_args([]))
+
+    assert config.out_dir.is_absolute()
+
+
+def test_given_out_dir_absolute() -> None:
+    config = config_from_args(build_parser().parse_args(["--out", "var/run"]))
+
+    assert config.out_dir == Path("var/run").absolute()
