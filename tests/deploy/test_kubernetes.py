@@ -270,6 +270,17 @@ def test_services_headless(rendered: Rendered) -> None:
         assert service["selector"] == deployment["selector"]["matchLabels"], name
 
 
+def test_service_protocol_matches_tls(rendered: Rendered) -> None:
+    config = rendered.config()
+
+    for name in SERVICE_PORTS:
+        port = rendered.get("Service", name)["spec"]["ports"][0]
+        tls = bool(config.get(f"TRUSTFIRST_{name.upper()}_TLS_CERT_FILE"))
+
+        # h2c would tell a mesh or gateway to speak cleartext HTTP/2 to a TLS port.
+        assert port["appProtocol"] == ("https" if tls else "kubernetes.io/h2c"), name
+
+
 def test_decision_targets_dns(rendered: Rendered) -> None:
     config = rendered.config()
 
