@@ -210,6 +210,10 @@ def _read_metadata(context: Context) -> Mapping[str, str] | None:
             if carrier is None:
                 carrier = {}
             carrier[key] = value
+    # Metadata is forwarded to the next hop, whose gRPC client rejects a value that is
+    # not printable ASCII, so such an id is replaced.
+    if not (request_id.isascii() and request_id.isprintable()):
+        request_id = ""
     request_id_var.set(request_id or uuid.uuid4().hex[:16])
     return carrier
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import string
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +13,11 @@ import pytest
 from grpc_status import rpc_status
 
 from shared.calls import unary_call
-from shared.interceptor import REQUEST_ID_MAX_CHARS, ServerCallInterceptor
+from shared.interceptor import (
+    REQUEST_ID_MAX_CHARS,
+    ServerCallInterceptor,
+    _read_metadata,
+)
 from shared.logs import request_id_var
 from shared.settings import ServiceSettings
 from tests.security.servers import ECHO_SERVICE, echo_handler, start_server
@@ -139,3 +145,33 @@ async def test_malformed_request_invalid_argument() -> None:
     status = rpc_status.from_call(caught.value)
     assert status is not None
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class _MetadataOnly:
+    """A servicer context that has only invocation metadata."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+
+def _request_id_after(value: str) -> str:
+    def read() -> str:
+        _read_metadata(_MetadataOnly((("x-request-id", value),)))  # type: ignore[arg-type]
+        return request_id_var.get()
+
+    return contextvars.copy_context().run(read)
+
+
+@pytest.mark.parametrize("value", ["caf\xe9", "a\x01b", "l1\nl2"])
+def test_unprintable_request_id_replaced(value: str) -> None:
+    replaced = _request_id_after(value)
+
+    assert len(replaced) == 16
+    assert set(replaced) <= set(string.hexdigits)
+
+
+def test_printable_request_id_kept() -> None:
+    assert _request_id_after("checkout-7f3a:01") == "checkout-7f3a:01"
