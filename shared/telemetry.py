@@ -11,10 +11,12 @@ OTLP endpoint is configured with the standard variables:
 - ``OTEL_TRACES_EXPORTER=none`` or ``OTEL_METRICS_EXPORTER=none`` turns one signal's export
   off although an endpoint is set.
 - ``OTEL_SDK_DISABLED=true`` turns the SDK off: no spans, no metrics, no trace ids.
-- A process that exports no traces records no spans: its sampler drops them all, which
-  costs less than a recorded span. Trace ids are still made, continued from the
-  caller's ``traceparent`` and sent on, so log lines of one request share a trace id
-  across the services. ``OTEL_TRACES_SAMPLER`` chooses another sampler.
+- A process that exports no traces records only the spans whose caller asked for them
+  (a sampled ``traceparent``): its sampler is parent-based with ``always_off`` for root
+  spans. A span that is not recorded costs less than one that is. Trace ids are still
+  made, continued from the caller's ``traceparent`` and sent on with the caller's sampled
+  flag, so log lines of one request share a trace id across the services.
+  ``OTEL_TRACES_SAMPLER`` chooses another sampler.
 - ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` name the process; the default
   service name is ``trustfirst-<service>``.
 """
@@ -39,7 +41,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +143,7 @@ def _tracer_provider(
         and not _export_enabled("TRACES")
         and not os.environ.get("OTEL_TRACES_SAMPLER")
     ):
-        sampler = ALWAYS_OFF
+        sampler = ParentBased(root=ALWAYS_OFF)
     provider = TracerProvider(resource=resource, sampler=sampler)
     if span_exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(span_exporter))

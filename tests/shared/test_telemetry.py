@@ -44,6 +44,28 @@ def test_unexported_span_continues_caller_trace() -> None:
 
 
 @pytest.mark.usefixtures("no_export")
+def test_unexported_span_keeps_sampled_flag() -> None:
+    tracer = _tracer_provider(Resource.create({}), None).get_tracer("test")
+    parent = propagate.extract({"traceparent": TRACEPARENT})
+    span = tracer.start_span("call", context=parent)
+
+    assert span.get_span_context().trace_flags.sampled
+    assert span.is_recording()
+
+
+@pytest.mark.usefixtures("no_export")
+def test_unsampled_parent_not_recorded() -> None:
+    tracer = _tracer_provider(Resource.create({}), None).get_tracer("test")
+    unsampled = TRACEPARENT.removesuffix("-01") + "-00"
+    span = tracer.start_span(
+        "call", context=propagate.extract({"traceparent": unsampled})
+    )
+
+    assert not span.is_recording()
+    assert not span.get_span_context().trace_flags.sampled
+
+
+@pytest.mark.usefixtures("no_export")
 def test_sampler_variable_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
     tracer = _tracer_provider(Resource.create({}), None).get_tracer("test")
