@@ -7,11 +7,10 @@ from typing import Any
 import uvloop
 
 from shared.authz import AuthzConfigError
+from shared.settings import SETTINGS_ERROR_EXIT_CODE
 from shared.tls import TlsConfigError
 
 logger = logging.getLogger(__name__)
-
-CONFIG_ERROR_EXIT_CODE = 2
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -25,4 +24,4 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
     except (TlsConfigError, AuthzConfigError) as error:
         logger.error("invalid settings, the service does not start: %s", error)
-        raise SystemExit(CONFIG_ERROR_EXIT_CODE) from None
+        raise SystemExit(SETTINGS_ERROR_EXIT_CODE) from None

@@ -1,10 +1,11 @@
 """Settings shared by every service, read from environment variables."""
 
+import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shared.authz import DEFAULT_METHOD_ROLES, DEFAULT_ROLE_MEMBERS
 
@@ -84,3 +85,42 @@ class ServiceSettings(BaseSettings):
     """Roles allowed to call each restricted method, as JSON: a method name (CheckConsent)
     or full name (/trustfirst.consent.v1.ConsentService/CheckConsent) to role names.
     Methods not listed are open to every caller that passed the TLS handshake."""
+
+
+SettingsType = TypeVar("SettingsType", bound=BaseSettings)
+
+SETTINGS_ERROR_EXIT_CODE = 2
+"""Exit code of a service process whose settings are invalid."""
+
+
+def load_settings(settings_class: type[SettingsType]) -> SettingsType:
+    """Return settings_class read from the environment, or exit with code 2.
+
+    An invalid value ends the process with one line on stderr that names each invalid
+    variable, instead of a traceback. Logging is not configured yet at this point,
+    because its level and format are settings too.
+    """
+    try:
+        return settings_class()
+    except ValidationError as error:
+        prefix = str(settings_class.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{_variable(prefix, item['loc'])}: {item['msg']}"
+            for item in error.errors()
+        )
+        message = problems
+    except SettingsError as error:
+        message = str(error)
+    print(f"invalid settings, the service does not start: {message}", file=sys.stderr)
+    raise SystemExit(SETTINGS_ERROR_EXIT_CODE)
+
+
+def _variable(prefix: str, location: tuple[int | str, ...]) -> str:
+    """Return the environment variable of a field location such as ('port',)."""
+    if not location:
+        return prefix.rstrip("_") or "settings"
+    name = str(location[0])
+    if name.isupper():
+        # A validation alias such as REDIS_URL is the variable itself.
+        return name
+    return f"{prefix}{name}".upper()

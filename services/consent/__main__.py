@@ -4,6 +4,7 @@ from services.consent.app import create_service
 from services.consent.settings import ConsentSettings
 from shared import event_loop
 from shared.logs import configure_logging
+from shared.settings import load_settings
 
 
 async def serve(settings: ConsentSettings) -> None:
@@ -16,7 +17,7 @@ async def serve(settings: ConsentSettings) -> None:
 
 def main() -> None:
     """Read the settings from the environment, configure logging and serve."""
-    settings = ConsentSettings()
+    settings = load_settings(ConsentSettings)
     configure_logging("consent", settings.log_level, settings.log_format)
     event_loop.run(serve(settings))
 

@@ -9,6 +9,7 @@ from services.decision.model import ModelLoadError
 from services.decision.settings import DecisionSettings
 from shared import event_loop
 from shared.logs import configure_logging
+from shared.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ async def serve(settings: DecisionSettings) -> None:
 
 
 def main() -> None:
-    settings = DecisionSettings()
+    settings = load_settings(DecisionSettings)
     configure_logging("decision", settings.log_level, settings.log_format)
     try:
         event_loop.run(serve(settings))

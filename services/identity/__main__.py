@@ -8,6 +8,7 @@ from services.identity.rules import RulesError
 from services.identity.settings import IdentitySettings
 from shared import event_loop
 from shared.logs import configure_logging
+from shared.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ async def _serve(settings: IdentitySettings) -> None:
 
 def main() -> None:
     """Read settings from the environment, then serve until SIGTERM or SIGINT."""
-    settings = IdentitySettings()
+    settings = load_settings(IdentitySettings)
     configure_logging("identity", settings.log_level, settings.log_format)
     try:
         event_loop.run(_serve(settings))

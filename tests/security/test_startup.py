@@ -1,4 +1,4 @@
-"""A service process with invalid TLS or authorisation settings exits with code 2."""
+"""A service process with invalid settings exits with code 2 and one message."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from shared.event_loop import CONFIG_ERROR_EXIT_CODE
+from shared.settings import SETTINGS_ERROR_EXIT_CODE
 
 # Decision shares the entry point code but needs a trained model before it gets this far.
 CASES = {
@@ -43,6 +43,36 @@ def test_invalid_settings_exit_code(service: str) -> None:
         if line.startswith("{") and '"ERROR"' in line
     ]
 
-    assert result.returncode == CONFIG_ERROR_EXIT_CODE, result.stderr[-2000:]
+    assert result.returncode == SETTINGS_ERROR_EXIT_CODE, result.stderr[-2000:]
     assert len(errors) == 1
     assert errors[0]["message"].startswith("invalid settings")
+
+
+# Values that fail before logging is configured: the message is a plain stderr line.
+EARLY_CASES = {
+    "authorization": (
+        "identity",
+        {"TRUSTFIRST_IDENTITY_AUTHORIZATION": "bogus"},
+        "TRUSTFIRST_IDENTITY_AUTHORIZATION",
+    ),
+    "roles": ("identity", {"TRUSTFIRST_IDENTITY_AUTHZ_ROLES": "{{{"}, "authz_roles"),
+    "port": ("consent", {"TRUSTFIRST_CONSENT_PORT": "-3"}, "TRUSTFIRST_CONSENT_PORT"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EARLY_CASES))
+def test_unparsable_setting_exit_code(case: str) -> None:
+    service, variables, named = EARLY_CASES[case]
+    result = subprocess.run(
+        [sys.executable, "-m", f"services.{service}"],
+        env={**os.environ, **variables},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = result.stderr.strip().splitlines()
+
+    assert result.returncode == SETTINGS_ERROR_EXIT_CODE, result.stderr[-2000:]
+    assert len(lines) == 1
+    assert lines[0].startswith("invalid settings")
+    assert named in lines[0]
