@@ -91,6 +91,7 @@ def create_service(settings: DecisionSettings) -> DecisionService:
         consent=ConsentClient(consent_channel, settings.consent_deadline_ms / 1000),
         decision_log=decision_log,
         features_deadline_seconds=settings.features_deadline_ms / 1000,
+        record_deadline_seconds=settings.record_deadline_ms / 1000,
         attribution_window_days=settings.attribution_window_days,
     )
     servicer = DecisionServicer(

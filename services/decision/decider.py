@@ -46,6 +46,7 @@ from services.decision.limits import is_valid_profile_id
 from services.decision.log_throttle import WarningThrottle
 from services.decision.records import RecordContext, decision_record
 from services.decision.scoring import score_rows
+from shared.deadlines import hop_timeout
 from trustfirst.consent.v1 import consent_pb2
 from trustfirst.decision.v1 import decision_pb2
 
@@ -87,6 +88,7 @@ class Decider:
         consent: ConsentClient,
         decision_log: DecisionLog,
         features_deadline_seconds: float,
+        record_deadline_seconds: float = 0.2,
         attribution_window_days: int = 90,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -97,6 +99,7 @@ class Decider:
         self._consent = consent
         self._decision_log = decision_log
         self._features_deadline_seconds = features_deadline_seconds
+        self._record_deadline_seconds = record_deadline_seconds
         self._attribution_window_days = attribution_window_days
         self._clock = clock
         # Exploration draws; not for security, so the default generator suffices.
@@ -278,8 +281,13 @@ class Decider:
             decision, self._context(bundle, query, scored, choice, candidates, as_of)
         )
         try:
-            if await self._decision_log.commit(
-                decision.profile_id, decision.decision_id, record, contact
+            # A stalled Redis would otherwise hold the response until the socket timeout.
+            timeout = hop_timeout(self._record_deadline_seconds)
+            if await asyncio.wait_for(
+                self._decision_log.commit(
+                    decision.profile_id, decision.decision_id, record, contact
+                ),
+                timeout,
             ):
                 return decision
             # Another decision for this profile took the cap's last slot meanwhile.
@@ -289,13 +297,17 @@ class Decider:
                 decision,
                 self._context(bundle, query, scored, capped_choice, candidates, as_of),
             )
-            await self._decision_log.store(
-                decision.profile_id, decision.decision_id, record
+            await asyncio.wait_for(
+                self._decision_log.store(
+                    decision.profile_id, decision.decision_id, record
+                ),
+                hop_timeout(self._record_deadline_seconds),
             )
         except Exception as exc:
-            # NOTE: the response is sent without its record when this write fails, so an
-            # audit of decisions can miss some made during a Redis outage, and the
-            # contact of a chosen action is not counted by the caps.
+            # NOTE: the response is sent without its record when this write fails or
+            # misses its deadline, so an audit of decisions can miss some made during a
+            # Redis outage, and the contact of a chosen action is not counted by the
+            # caps. A write that timed out may still complete in Redis later.
             self._warnings.warning(
                 "record",
                 "decision %s record not stored: %r",

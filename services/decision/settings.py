@@ -35,6 +35,11 @@ class DecisionSettings(ServiceSettings):
     """Deadline of the feature read from Redis, in milliseconds. A Decide whose read
     misses it returns silence with reason FEATURES_UNAVAILABLE."""
 
+    record_deadline_ms: int = Field(default=200, ge=1, le=60_000)
+    """Deadline of the decision record write to Redis, in milliseconds, capped at what
+    remains of the call's deadline. A Decide whose write misses it is answered without
+    its record, as when Redis is down."""
+
     model_path: Path = Path("models/decision")
     """Model registry folder whose CURRENT file names the bundle version to serve, or one
     bundle folder. With a registry, a newly promoted version is loaded and swapped in
