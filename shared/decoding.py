@@ -3,8 +3,7 @@
 Without it, grpcio (1.85) ends such a call with UNKNOWN and a Python exception name.
 ``shared.interceptor.ServerCallInterceptor`` installs the tolerant deserializer and
 rejects what it could not parse as INVALID_ARGUMENT with an ErrorInfo, like any other
-invalid input. Only unary requests are covered, because the servicer reads a streaming
-request's items.
+invalid input. A streamed request is checked item by item, as the servicer reads it.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         if authorizer is not None and not authorizer.restricts(method):
             authorizer = None
         if handler.request_streaming or handler.response_streaming:
-            return _wrap_streaming(handler, method, authorizer)
+            return _wrap_streaming(handler, method, authorizer, self._domain)
         behaviour = handler.unary_unary
         if behaviour is None:
             return handler
@@ -233,8 +233,10 @@ def _wrap_streaming(
     handler: grpc.RpcMethodHandler[Any, Any],
     method: str,
     authorizer: Authorizer | None,
+    domain: str,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """Wrap a streaming method (health Watch, reflection): request id, deadline, role.
+    """Wrap a streaming method (health Watch, reflection): request id, deadline, role,
+    and rejection of request messages that do not parse.
 
     Streaming calls get no span and no duration metric.
     """
@@ -245,11 +247,29 @@ def _wrap_streaming(
         if authorizer is not None:
             await authorizer.check(method, context)
 
-    def unary_request(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    async def checked(
+        requests: AsyncIterator[Any], context: Context
+    ) -> AsyncIterator[Any]:
+        async for request in requests:
+            if is_malformed(request):
+                await reject_malformed(context, domain)
+            yield request
+
+    def wrap(
+        behaviour: Callable[..., Any], streamed_request: bool
+    ) -> Callable[..., Any]:
+        async def start(request: Any, context: Context) -> Any:
+            await prepare(context)
+            if streamed_request:
+                return checked(request, context)
+            if is_malformed(request):
+                await reject_malformed(context, domain)
+            return request
+
         if inspect.isasyncgenfunction(behaviour):
 
             async def generate(request: Any, context: Context) -> AsyncIterator[Any]:
-                await prepare(context)
+                request = await start(request, context)
                 async for response in behaviour(request, context):
                     yield response
 
@@ -258,7 +278,7 @@ def _wrap_streaming(
         async def respond(request: Any, context: Context) -> Any:
             # A coroutine that writes its responses with context.write, as health's
             # Watch does, or a unary response to a streamed request.
-            await prepare(context)
+            request = await start(request, context)
             result = behaviour(request, context)
             if inspect.isawaitable(result):
                 result = await result
@@ -266,10 +286,13 @@ def _wrap_streaming(
 
         return respond
 
-    fields = {
-        name: unary_request(behaviour)
-        for name in ("unary_stream", "stream_unary", "stream_stream")
-        if (behaviour := getattr(handler, name)) is not None
-    }
+    fields: dict[str, Any] = {}
+    for name in ("unary_stream", "stream_unary", "stream_stream"):
+        behaviour = getattr(handler, name)
+        if behaviour is not None:
+            fields[name] = wrap(behaviour, streamed_request=name != "unary_stream")
+    deserialize = handler.request_deserializer
+    if deserialize is not None:
+        fields["request_deserializer"] = tolerant_deserializer(deserialize)
     replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(**fields)  # type: ignore[attr-defined]
     return replaced

@@ -175,3 +175,46 @@ def test_unprintable_request_id_replaced(value: str) -> None:
 
 def test_printable_request_id_kept() -> None:
     assert _request_id_after("checkout-7f3a:01") == "checkout-7f3a:01"
+
+
+WATCH = "/grpc.health.v1.Health/Watch"
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+async def _streaming_error(method: str, streamed: bool) -> grpc.aio.AioRpcError:
+    """Send bytes that do not parse to a streaming method; return the call's error."""
+    from grpc_reflection.v1alpha import reflection
+
+    server, port = await start_server(
+        ServiceSettings(),
+        interceptors=[ServerCallInterceptor("stream.test")],
+        servicers=[
+            lambda s: reflection.enable_server_reflection(
+                ["grpc.health.v1.Health", reflection.SERVICE_NAME], s
+            )
+        ],
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                if streamed:
+                    call = channel.stream_stream(method)(iter([b"\xff\xff\xff"]))
+                else:
+                    call = channel.unary_stream(method)(b"\xff\xff\xff")
+                async for _ in call:
+                    pass
+    finally:
+        await server.stop(0)
+    return caught.value
+
+
+async def test_malformed_watch_invalid_argument() -> None:
+    error = await _streaming_error(WATCH, streamed=False)
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_malformed_reflection_invalid_argument() -> None:
+    error = await _streaming_error(REFLECTION, streamed=True)
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
