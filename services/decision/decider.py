@@ -282,13 +282,11 @@ class Decider:
         )
         try:
             # A stalled Redis would otherwise hold the response until the socket timeout.
-            timeout = hop_timeout(self._record_deadline_seconds)
-            if await asyncio.wait_for(
-                self._decision_log.commit(
+            async with asyncio.timeout(hop_timeout(self._record_deadline_seconds)):
+                committed = await self._decision_log.commit(
                     decision.profile_id, decision.decision_id, record, contact
-                ),
-                timeout,
-            ):
+                )
+            if committed:
                 return decision
             # Another decision for this profile took the cap's last slot meanwhile.
             decision = _capped(decision, choice)
@@ -297,12 +295,10 @@ class Decider:
                 decision,
                 self._context(bundle, query, scored, capped_choice, candidates, as_of),
             )
-            await asyncio.wait_for(
-                self._decision_log.store(
+            async with asyncio.timeout(hop_timeout(self._record_deadline_seconds)):
+                await self._decision_log.store(
                     decision.profile_id, decision.decision_id, record
-                ),
-                hop_timeout(self._record_deadline_seconds),
-            )
+                )
         except Exception as exc:
             # NOTE: the response is sent without its record when this write fails or
             # misses its deadline, so an audit of decisions can miss some made during a
