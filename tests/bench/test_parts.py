@@ -3,13 +3,18 @@
 import struct
 from pathlib import Path
 
+import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2_grpc
 
 from bench.__main__ import build_parser, config_from_args
+from bench.floors import start_health_server
 from bench.loadgen import LoadResult, LoadSpec, ShareResult, merge_shares
 from bench.mlserver_process import read_length_prefixed
 from bench.report import render
+from bench.roundtrip import measure
 from bench.runner import BenchConfig, _next_probe, passes
+from shared.embedded_redis import free_port
 
 SPEC = LoadSpec(
     name="Decide",
@@ -147,3 +152,17 @@ def test_given_out_dir_absolute() -> None:
     config = config_from_args(build_parser().parse_args(["--out", "var/run"]))
 
     assert config.out_dir == Path("var/run").absolute()
+
+
+def test_roundtrip_measures_every_call() -> None:
+    port = free_port()
+    server = start_health_server(port)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            result = measure(health_pb2_grpc.HealthStub(channel), 5, 0.001)
+    finally:
+        server.terminate()
+        server.wait()
+
+    assert set(result) == {"p50", "p90", "p99", "p99.9", "max"}
+    assert 0 < result["p50"] <= result["max"]
