@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from shared.deadlines import DeadlinePassed, hop_timeout
 from shared.logs import request_id_var
-from shared.telemetry import METER_NAME
+from shared.telemetry import METER_NAME, end_rpc_span, rpc_attributes
 
 Response = TypeVar("Response")
 
@@ -56,11 +56,8 @@ async def unary_call(
     request_id = request_id_var.get()
     if request_id:
         metadata.append(("x-request-id", request_id))
-    service, _, name = method.lstrip("/").partition("/")
     span = _tracer.start_span(
-        method,
-        kind=SpanKind.CLIENT,
-        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        method, kind=SpanKind.CLIENT, attributes=rpc_attributes(method)
     )
     token = otel_context.attach(trace.set_span_in_context(span))
     code = grpc.StatusCode.OK
@@ -82,8 +79,5 @@ async def unary_call(
         code = grpc.StatusCode.UNKNOWN
         raise
     finally:
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
-        if code != grpc.StatusCode.OK:
-            span.set_status(Status(StatusCode.ERROR, code.name))
-        span.end()
+        end_rpc_span(span, code)
         otel_context.detach(token)

@@ -26,14 +26,19 @@ from typing import Any
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from shared.authz import Authorizer
 from shared.deadlines import set_deadline
 from shared.decoding import is_malformed, reject_malformed, tolerant_deserializer
 from shared.handlers import Context
 from shared.logs import request_id_var
-from shared.telemetry import UNTRACED_SERVICES, RpcMetrics
+from shared.telemetry import (
+    UNTRACED_SERVICES,
+    RpcMetrics,
+    end_rpc_span,
+    rpc_attributes,
+)
 
 Continuation = Callable[
     [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
@@ -136,12 +141,7 @@ class _UnaryCall:
         self._authorizer = authorizer
         self._metrics = metrics
         self._tracer = tracer
-        service, _, name = method.lstrip("/").partition("/")
-        self._attributes = {
-            "rpc.system": "grpc",
-            "rpc.service": service,
-            "rpc.method": name,
-        }
+        self._attributes = rpc_attributes(method)
 
     async def run(self, request: Any, context: Context) -> Any:
         started = time.perf_counter()
@@ -189,10 +189,7 @@ class _UnaryCall:
                     self._method, code, time.perf_counter() - started
                 )
             if span is not None:
-                span.set_attribute("rpc.grpc.status_code", code.value[0])
-                if code != grpc.StatusCode.OK:
-                    span.set_status(Status(StatusCode.ERROR, code.name))
-                span.end()
+                end_rpc_span(span, code)
             if token is not None:
                 otel_context.detach(token)
 

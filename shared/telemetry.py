@@ -137,17 +137,18 @@ def configure_telemetry(
 def _tracer_provider(
     resource: Resource, span_exporter: SpanExporter | None
 ) -> TracerProvider:
+    exporting = _export_enabled("TRACES")
     sampler = None
     if (
         span_exporter is None
-        and not _export_enabled("TRACES")
+        and not exporting
         and not os.environ.get("OTEL_TRACES_SAMPLER")
     ):
         sampler = ParentBased(root=ALWAYS_OFF)
     provider = TracerProvider(resource=resource, sampler=sampler)
     if span_exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(span_exporter))
-    if _export_enabled("TRACES"):
+    if exporting:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter,
         )
@@ -170,6 +171,25 @@ def _meter_provider(
         # The interval comes from OTEL_METRIC_EXPORT_INTERVAL (default 60 s).
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     return MeterProvider(resource=resource, metric_readers=readers)
+
+
+@functools.lru_cache(maxsize=256)
+def rpc_attributes(method: str) -> Mapping[str, str]:
+    """Return the span and metric attributes of method (``/package.Service/Method``).
+
+    The mapping is shared between calls, so callers must not change it.
+    """
+    service, _, name = method.lstrip("/").partition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+def end_rpc_span(span: trace.Span, code: grpc.StatusCode) -> None:
+    """Set the status code of a call on its span, mark the span failed unless the code
+    is OK, and end it."""
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code != grpc.StatusCode.OK:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))
+    span.end()
 
 
 class RpcMetrics:
@@ -209,11 +229,8 @@ class RpcMetrics:
         key = (method, code)
         attributes = self._call_attributes.get(key)
         if attributes is None:
-            service, _, name = method.lstrip("/").partition("/")
             attributes = {
-                "rpc.system": "grpc",
-                "rpc.service": service,
-                "rpc.method": name,
+                **rpc_attributes(method),
                 "rpc.grpc.status_code": code.value[0],
             }
             self._call_attributes[key] = attributes

@@ -10,6 +10,7 @@ from google.rpc import error_details_pb2, status_pb2
 from services.decision.catalog import ConsentPair
 from shared.calls import unary_call
 from shared.errors import FieldViolation, InvalidArgument
+from shared.telemetry import CHECK_CONSENT_METHOD
 from trustfirst.consent.v1 import consent_pb2, consent_pb2_grpc
 from trustfirst.identity.v1 import identity_pb2, identity_pb2_grpc
 
@@ -17,7 +18,6 @@ logger = logging.getLogger(__name__)
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 LOOKUP_METHOD = "/trustfirst.identity.v1.IdentityService/Lookup"
-CHECK_CONSENT_METHOD = "/trustfirst.consent.v1.ConsentService/CheckConsent"
 
 
 class IdentityUnavailable(Exception):

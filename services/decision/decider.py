@@ -88,7 +88,7 @@ class Decider:
         consent: ConsentClient,
         decision_log: DecisionLog,
         features_deadline_seconds: float,
-        record_deadline_seconds: float = 0.2,
+        record_deadline_seconds: float,
         attribution_window_days: int = 90,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -301,9 +301,9 @@ class Decider:
                 )
         except Exception as exc:
             # NOTE: the response is sent without its record when this write fails or
-            # misses its deadline, so an audit of decisions can miss some made during a
-            # Redis outage, and the contact of a chosen action is not counted by the
-            # caps. A write that timed out may still complete in Redis later.
+            # misses its deadline. An audit of decisions can then miss some made during a
+            # Redis outage, and the caps do not count the contact of a chosen action.
+            # A write that timed out may still complete in Redis later.
             self._warnings.warning(
                 "record",
                 "decision %s record not stored: %r",

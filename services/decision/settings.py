@@ -37,8 +37,8 @@ class DecisionSettings(ServiceSettings):
 
     record_deadline_ms: int = Field(default=200, ge=1, le=60_000)
     """Deadline of the decision record write to Redis, in milliseconds, capped at what
-    remains of the call's deadline. A Decide whose write misses it is answered without
-    its record, as when Redis is down."""
+    remains of the call's deadline. A Decide whose write misses it gets its response
+    without the record, as when Redis is down."""
 
     model_path: Path = Path("models/decision")
     """Model registry folder whose CURRENT file names the bundle version to serve, or one

@@ -89,7 +89,7 @@ async def _call_front(
     return response
 
 
-async def test_request_id_from_metadata_reaches_next_hop(servers: _Servers) -> None:
+async def test_request_id_reaches_next_hop(servers: _Servers) -> None:
     await _call_front(servers.front_port, (("x-request-id", "req-42"),))
 
     assert servers.seen.front == ["req-42"]
